@@ -1,0 +1,125 @@
+"""Losses of HGCF and HyperLLM.
+
+* ``margin_ranking_loss``: the hyperbolic margin ranking loss, Eq. (6) of the
+  HyperLLM paper (SIGIR 2025), summed over the batch as in the authors' code.
+* ``hyperbolic_infonce``: the exact contrastive loss of Eq. (16): every item of
+  one view against every item of the other view, squared Lorentz distance over a
+  temperature. It is computed in row chunks with the gradient formed in the same
+  pass (each chunk holds whole rows, so its log-sum-exp is complete), so the
+  N x N matrix never exists at once and no second pass is needed for backward.
+"""
+import torch
+
+from recbole_hyperllm.manifold import minkowski_gram, sqdist_all, sqdist_pairs
+
+__all__ = ["margin_ranking_loss", "hyperbolic_infonce", "hyperbolic_infonce_reference", "hyperbolic_infonce_in_batch"]
+
+
+def margin_ranking_loss(anchor, positive, negative, margin):
+    """Eq. (6): sum over triples of max(d^2(a, p) - d^2(a, n) + m, 0).
+
+    Squared distances as in HGCF's and HyperLLM's released code. ``margin`` may be
+    a float or a per-triple tensor (adaptive margins).
+    """
+    return torch.clamp_min(sqdist_pairs(anchor, positive) - sqdist_pairs(anchor, negative) + margin, 0.0).sum()
+
+
+def _flip_space(x):
+    """x J with J = diag(1, -1, ..., -1), so that x_i . (y J)_j = -<x_i, y_j>_L."""
+    return torch.cat([x.narrow(-1, 0, 1), -x.narrow(-1, 1, x.size(-1) - 1)], dim=-1)
+
+
+class _ChunkBuffers:
+    """Three reusable (chunk, N) work arrays: no allocation (and no page faults) per chunk."""
+
+    def __init__(self, rows, cols, like):
+        self.gram, self.ratio, self.work = (like.new_empty(rows, cols) for _ in range(3))
+
+    def view(self, rows):
+        return self.gram[:rows], self.ratio[:rows], self.work[:rows]
+
+
+def _infonce_rows(h1_rows, h2_flipped, first_row, tau, buffers, want_grad):
+    """Rows [first_row, first_row + len) of Eq. (16).
+
+    Returns the chunk's loss and, when ``want_grad``, the chunk's gradients with
+    respect to h1_rows and h2 as (grad_h1_rows, grad_h2_partial).
+    With M = -<h1_i, h2_j>_L, A = arcosh(M), logits = -A^2 / tau and P = softmax_j:
+    dL/dM_ij = (P_ij - [i == j]) * (-2 / tau) * A_ij / sqrt(M_ij^2 - 1).
+    """
+    rows = h1_rows.size(0)
+    gram, ratio, work = buffers.view(rows)
+    torch.matmul(h1_rows, h2_flipped.t(), out=gram)                     # M
+    torch.mul(gram, gram, out=ratio).sub_(1.0).clamp_min_(1e-12).sqrt_()  # sqrt(M^2 - 1)
+    torch.add(gram, ratio, out=work).log_()                             # A = arcosh(M)
+    torch.div(work, ratio, out=ratio)                                    # A / sqrt(M^2 - 1)
+    work.mul_(work)                                                      # A^2 = d^2
+    local = torch.arange(rows, device=h1_rows.device)
+    diag_sq = work[local, local + first_row].clone()
+    min_sq = work.amin(dim=1, keepdim=True)
+    work.sub_(min_sq).mul_(-1.0 / tau).exp_()                            # exp(logit - max logit)
+    row_sum = work.sum(dim=1)
+    lse = torch.log(row_sum) - min_sq.squeeze(1) / tau
+    loss = (lse + diag_sq / tau).sum()
+    if not want_grad:
+        return loss, None, None
+    # dL/dM = (-2/tau) * (E / rowsum - I) * ratio; the row scale is applied after the matmuls.
+    diag_ratio = ratio[local, local + first_row].clone()
+    ratio.mul_(work)
+    scale = (-2.0 / tau) / row_sum
+    h2_diag = h2_flipped[first_row:first_row + rows]
+    grad_rows = (ratio @ h2_flipped) * scale.unsqueeze(1) + (2.0 / tau) * diag_ratio.unsqueeze(1) * h2_diag
+    h1_flipped = _flip_space(h1_rows)
+    grad_h2 = ratio.t() @ (h1_flipped * scale.unsqueeze(1))
+    grad_h2[first_row:first_row + rows] += (2.0 / tau) * diag_ratio.unsqueeze(1) * h1_flipped
+    return loss, grad_rows, grad_h2
+
+
+class _ExactInfoNCE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h1, h2, tau, chunk_size):
+        want_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        n = h1.size(0)
+        h2_flipped = _flip_space(h2)
+        buffers = _ChunkBuffers(min(chunk_size, n), n, h1)
+        total = h1.new_zeros(())
+        grad_h1 = torch.empty_like(h1) if want_grad else None
+        grad_h2 = torch.zeros_like(h2) if want_grad else None
+        for start in range(0, n, chunk_size):
+            h1_rows = h1[start:start + chunk_size]
+            loss, grad_rows, grad_h2_part = _infonce_rows(h1_rows, h2_flipped, start, tau, buffers, want_grad)
+            total = total + loss
+            if want_grad:
+                grad_h1[start:start + h1_rows.size(0)] = grad_rows
+                grad_h2 += grad_h2_part
+        ctx.save_for_backward(grad_h1, grad_h2)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad_h1, grad_h2 = ctx.saved_tensors
+        # d/dh2 of x.(yJ) is xJ: grad_h2 was accumulated against h1 J already.
+        return grad_h1 * grad_output, grad_h2 * grad_output, None, None
+
+
+def hyperbolic_infonce(h1, h2, tau, chunk_size=128):
+    """Eq. (16), exact: sum_i -log softmax_j(-d^2(h1_i, h2_j) / tau)[i].
+
+    ``h1``: item points from the user-item graph, ``h2``: the same items from the
+    tag graph (row i of both is item i). Gradients flow into both views.
+    """
+    if h1.shape != h2.shape:
+        raise ValueError(f"hyperbolic_infonce needs two views of the same items, got {tuple(h1.shape)} and {tuple(h2.shape)}")
+    return _ExactInfoNCE.apply(h1, h2, float(tau), int(chunk_size))
+
+
+def hyperbolic_infonce_reference(h1, h2, tau):
+    """Eq. (16) written plainly with autograd (the N x N matrix at once); for tests."""
+    logits = -sqdist_all(h1, h2) / tau
+    return (torch.logsumexp(logits, dim=1) - logits.diagonal()).sum()
+
+
+def hyperbolic_infonce_in_batch(h1, h2, tau, index):
+    """Approximation of Eq. (16) over the items in ``index`` only (an option, not the paper's loss)."""
+    index = torch.unique(index)
+    return hyperbolic_infonce(h1[index], h2[index], tau)

@@ -1,0 +1,75 @@
+"""Checks on RecBole atomic files before RecBole reads them, with errors that name file and line.
+
+RecBole's own loader fails late and vaguely on a bad header or a dangling
+reference; these checks run first and say what to fix.
+"""
+import csv
+import os
+
+FIELD_TYPES = ("token", "token_seq", "float", "float_seq")
+
+
+class AtomicFileError(ValueError):
+    """An atomic file is missing or malformed; the message names the file (and line) and the fix."""
+
+
+def read_header(path):
+    """[(field, type)] of an atomic file, validated."""
+    with open(path, encoding="utf-8") as handle:
+        first = handle.readline().rstrip("\n").rstrip("\r")
+    if not first:
+        raise AtomicFileError(f"{path}, line 1: empty file; an atomic file starts with a header like 'user_id:token'")
+    fields = []
+    for column in first.split("\t"):
+        name, sep, kind = column.partition(":")
+        if not sep or not name or kind not in FIELD_TYPES:
+            raise AtomicFileError(
+                f"{path}, line 1: header column {column!r} is not 'name:type' with type in {FIELD_TYPES} "
+                "(columns are separated by tabs)"
+            )
+        fields.append((name, kind))
+    return fields
+
+
+def require_files(data_path, dataset, needed, purpose, how_to_make):
+    """Every ``dataset.suffix`` in ``needed`` (suffix -> columns) exists and has those columns."""
+    for suffix, columns in needed.items():
+        path = os.path.join(data_path, f"{dataset}.{suffix}")
+        if not os.path.isfile(path):
+            raise AtomicFileError(f"{path} not found: {purpose} needs it (columns {columns}). {how_to_make}")
+        names = [name for name, _ in read_header(path)]
+        absent = [c for c in columns if c not in names]
+        if absent:
+            raise AtomicFileError(f"{path}, line 1: columns {absent} are missing (found {names})")
+
+
+def interaction_files(data_path, dataset, benchmark_filename):
+    suffixes = [f"{b}.inter" for b in benchmark_filename] if benchmark_filename else ["inter"]
+    return [os.path.join(data_path, f"{dataset}.{suffix}") for suffix in suffixes]
+
+
+def column_values(path, column):
+    """(line number, value) of one column, skipping the header."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        names = [c.partition(":")[0] for c in next(reader)]
+        index = names.index(column)
+        for line_no, row in enumerate(reader, start=2):
+            if len(row) != len(names):
+                raise AtomicFileError(f"{path}, line {line_no}: {len(row)} columns, the header has {len(names)}")
+            yield line_no, row[index]
+
+
+def check_tag_references(data_path, dataset):
+    """Every tag named in .tagedge and .itemtag is defined in .tag; parents differ from children."""
+    tag_path = os.path.join(data_path, f"{dataset}.tag")
+    known = {value for _, value in column_values(tag_path, "tag_id")}
+    for suffix, columns in (("tagedge", ("parent_tag_id", "child_tag_id")), ("itemtag", ("tag_id",))):
+        path = os.path.join(data_path, f"{dataset}.{suffix}")
+        for column in columns:
+            for line_no, value in column_values(path, column):
+                if value not in known:
+                    raise AtomicFileError(
+                        f"{path}, line {line_no}: {column} {value!r} is not a tag of {tag_path}; "
+                        "add it there or remove the row"
+                    )

@@ -1,0 +1,135 @@
+"""The backbone interface every hyperbolic recommender of this package implements.
+
+A backbone is a RecBole ``GeneralRecommender`` that can also be driven from the
+outside (by the HyperLLM wrapper) on graphs and inputs it does not own:
+
+* ``id_tangent()``: the user and item ID embeddings as tangent vectors at the origin;
+* ``propagate(tangent, graph)``: node inputs in the tangent space -> node points
+  on the manifold, over any row-normalised graph (user-item or tag-item);
+* ``pair_loss(out, anchors, positives, negatives, margin)``: the backbone's
+  ranking loss on triples of node indices of ``out`` (Eq. 6 for HGCF);
+* ``interaction_loss(out, interaction, margin)``: the loss terms of one RecBole
+  batch, a dict name -> scalar (ranking loss plus any auxiliary terms);
+* ``sqdist_all`` / ``sqdist_pairs``: the distance used for scores.
+
+The HyperLLM wrapper only uses these methods, so a new backbone works with it as
+soon as it implements them.
+"""
+import torch
+from geoopt import ManifoldParameter
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.utils import InputType
+
+from recbole_hyperllm.graph import bipartite_adjacency, row_normalise_with_self_loops, to_torch_sparse
+from recbole_hyperllm.manifold import LorentzBall, sqdist_all, sqdist_pairs
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss or non-finite embeddings."""
+
+
+class PropagatedScoring:
+    """RecBole scoring from propagated points, computed once per evaluation pass.
+
+    Needs ``forward()`` (all user+item points), ``n_users``, ``n_items`` and
+    ``sqdist_all``/``sqdist_pairs``.
+    """
+
+    _eval_cache = None
+
+    def eval_points(self):
+        """Propagated (users, items); raises DivergenceError if they are not finite."""
+        if self._eval_cache is None:
+            with torch.no_grad():
+                out = self.forward()
+            if not torch.isfinite(out).all():
+                raise DivergenceError(
+                    f"{type(self).__name__}: the propagated embeddings contain NaN/inf: the model diverged "
+                    "and no metrics are reported (lower learning_rate or the margins)."
+                )
+            self._eval_cache = torch.split(out, [self.n_users, self.n_items])
+        return self._eval_cache
+
+    def train(self, mode=True):
+        self._eval_cache = None
+        return super().train(mode)
+
+    def predict(self, interaction):
+        users, items = self.eval_points()
+        return -self.sqdist_pairs(users[interaction[self.USER_ID]], items[interaction[self.ITEM_ID]])
+
+    def full_sort_predict(self, interaction):
+        users, items = self.eval_points()
+        return -self.sqdist_all(users[interaction[self.USER_ID]], items).reshape(-1)
+
+
+class HyperbolicBackbone(PropagatedScoring, GeneralRecommender):
+    input_type = InputType.PAIRWISE
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.embedding_size = config["embedding_size"]
+        self.n_layers = config["n_layers"]
+        self.margin = config["margin"]
+        self.init_scale = config["init_scale"]
+        self.manifold = LorentzBall(max_norm=config["max_norm"])
+        self.user_embedding = self.new_node_embeddings(self.n_users)
+        self.item_embedding = self.new_node_embeddings(self.n_items)
+        self.ui_graph = self.user_item_graph(dataset)
+
+    # ----- building blocks -------------------------------------------------
+    def new_node_embeddings(self, n_nodes, tangent=None):
+        """Points on the manifold from tangent vectors (uniform in [-scale, scale] when not given)."""
+        if tangent is None:
+            tangent = torch.empty(n_nodes, self.embedding_size).uniform_(-self.init_scale, self.init_scale)
+        points = self.manifold.expmap0_clipped(tangent.to(torch.float32))
+        return ManifoldParameter(points.to(self.device), manifold=self.manifold, requires_grad=True)
+
+    def user_item_graph(self, dataset):
+        """Row-normalised user-item graph with self loops over n_users + n_items nodes."""
+        inter = dataset.inter_matrix(form="coo")
+        adj = bipartite_adjacency(inter.row, inter.col, self.n_users, self.n_items)
+        return to_torch_sparse(row_normalise_with_self_loops(adj), self.device)
+
+    def id_tangent(self):
+        """User and item ID embeddings as tangent vectors at the origin."""
+        return self.manifold.logmap0(self.user_embedding), self.manifold.logmap0(self.item_embedding)
+
+    def propagate(self, tangent, graph):
+        """Node inputs (tangent space) -> node points on the manifold."""
+        raise NotImplementedError
+
+    def pair_loss(self, out, anchors, positives, negatives, margin):
+        """Ranking loss on triples of node indices of ``out``."""
+        raise NotImplementedError
+
+    def extra_losses(self, out, interaction):
+        """Auxiliary loss terms of the backbone (none by default)."""
+        return {}
+
+    def sqdist_pairs(self, x, y):
+        return sqdist_pairs(x, y)
+
+    def sqdist_all(self, x, y):
+        return sqdist_all(x, y)
+
+    # ----- RecBole API -----------------------------------------------------
+    def interaction_loss(self, out, interaction, margin):
+        """Loss terms of one RecBole batch given propagated user+item points ``out``."""
+        users = interaction[self.USER_ID]
+        pos = interaction[self.ITEM_ID] + self.n_users
+        neg = interaction[self.NEG_ITEM_ID] + self.n_users
+        terms = {"rank": self.pair_loss(out, users, pos, neg, margin)}
+        terms.update(self.extra_losses(out, interaction))
+        return terms
+
+    def forward(self):
+        user_t, item_t = self.id_tangent()
+        return self.propagate(torch.cat([user_t, item_t], dim=0), self.ui_graph)
+
+    def calculate_loss(self, interaction):
+        self._eval_cache = None
+        terms = self.interaction_loss(self.forward(), interaction, self.margin)
+        self.last_loss_names = tuple(terms)
+        return tuple(terms.values())
+

@@ -1,0 +1,215 @@
+"""HyperLLM (Cheng et al., SIGIR 2025), written once over any hyperbolic backbone.
+
+``HyperLLM`` owns a backbone (``backbone_class``) and uses only its interface
+(``recbole_hyperllm.model.hyperbolic.base``). ``hyperllm_for(HGCF)`` gives the
+RecBole model ``HyperLLM_HGCF``.
+
+* Structural (Sec. 4.3, Eq. 14-16): tag ID embeddings, the backbone's own
+  propagation over the tag-tag + tag-item graph with the item ID embeddings
+  shared with the user-item graph, the ranking loss with margin m3
+  (``tag_margin``) and the exact hyperbolic InfoNCE between the two item views
+  with weight w (``cl_weight``) and temperature tau (``cl_temperature``).
+* Semantic (Sec. 4.2, Eq. 8-12): phase 1 (``phase = "meta"``) trains only a
+  K-expert MoE (``num_experts``) on frozen semantic embeddings through the frozen
+  backbone with margin m1 (``meta_margin``); phase 2 initialises the user and
+  item ID embeddings with the MoE outputs. Phase 1 is driven by
+  ``recbole_hyperllm.phase1``.
+"""
+from dataclasses import dataclass
+
+import torch
+from geoopt import ManifoldParameter
+from recbole.model.abstract_recommender import GeneralRecommender
+from recbole.utils import InputType
+
+from recbole_hyperllm.graph import row_normalise_with_self_loops, tag_graph_adjacency, to_torch_sparse
+from recbole_hyperllm.losses import hyperbolic_infonce, hyperbolic_infonce_in_batch
+from recbole_hyperllm.model.hyperbolic.base import PropagatedScoring
+from recbole_hyperllm.model.hyperllm.moe import MixtureOfExperts
+from recbole_hyperllm.model.hyperllm.sampler import TagTripleSampler
+from recbole_hyperllm.model.hyperllm import tag_data
+
+VARIANTS = ("HyperLLM", "Structural", "Semantic", "Base")
+ABLATIONS = ("none", "wo_meta", "only_semantic", "wo_cl")
+
+
+@dataclass(frozen=True)
+class VariantPlan:
+    """What a (variant, ablation, semantic_init) triple switches on."""
+
+    structural: bool
+    semantic: bool
+    contrastive: bool
+    two_phase: bool       # phase 1 (MoE on frozen backbone) then phase 2
+    joint_moe: bool       # w/o Meta: the MoE output is the embedding, trained with everything
+    only_phase1: bool     # only Semantic: report the phase-1 model
+    given_phase1: bool    # phase-1 output read from .userinit/.iteminit
+
+    @classmethod
+    def from_config(cls, config):
+        variant = config["variant"] or "HyperLLM"
+        ablation = str(config["ablation"] or "none")
+        init = config["semantic_init"] or "moe"
+        if variant not in VARIANTS:
+            raise ValueError(f"config key 'variant' is {variant!r}; use one of {VARIANTS}")
+        if ablation not in ABLATIONS:
+            raise ValueError(f"config key 'ablation' is {ablation!r}; use one of {ABLATIONS}")
+        if init not in ("moe", "given"):
+            raise ValueError(f"config key 'semantic_init' is {init!r}; use 'moe' (run phase 1) or 'given'")
+        structural = variant in ("HyperLLM", "Structural") and ablation != "only_semantic"
+        semantic = variant in ("HyperLLM", "Semantic") or ablation == "only_semantic"
+        joint = semantic and ablation == "wo_meta"
+        given = semantic and init == "given" and not joint
+        return cls(
+            structural=structural,
+            semantic=semantic,
+            contrastive=structural and ablation != "wo_cl",
+            two_phase=semantic and not joint and not given,
+            joint_moe=joint,
+            only_phase1=ablation == "only_semantic",
+            given_phase1=given,
+        )
+
+    def atomic_files(self):
+        """Suffix -> columns of the atomic files this plan reads."""
+        files = {}
+        if self.structural:
+            files.update(tag_data.STRUCTURAL_FILES)
+        if self.two_phase or self.joint_moe:
+            files.update(tag_data.SEMANTIC_FILES)
+        if self.given_phase1:
+            files.update(tag_data.GIVEN_PHASE1_FILES)
+        return files
+
+
+class HyperLLM(PropagatedScoring, GeneralRecommender):
+    input_type = InputType.PAIRWISE
+    backbone_class = None
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        if self.backbone_class is None:
+            raise TypeError("HyperLLM needs a backbone: use hyperllm_for(BackboneClass)")
+        self.plan = VariantPlan.from_config(config)
+        self.backbone = self.backbone_class(config, dataset)
+        self.manifold = self.backbone.manifold
+        self.margin = config["margin"]
+        self.meta_margin = config["meta_margin"]
+        self.phase = "integrate"
+        if self.plan.structural:
+            self._build_structural(config, dataset)
+        if self.plan.two_phase or self.plan.joint_moe:
+            self._build_semantic(config, dataset)
+        if self.plan.given_phase1:
+            users = tag_data.load_node_vectors(dataset, "userinit", self.USER_ID, "user_init", self.n_users)
+            items = tag_data.load_node_vectors(dataset, "iteminit", self.ITEM_ID, "item_init", self.n_items)
+            self.initialise_id_embeddings(users, items)
+
+    # ----- construction ---------------------------------------------------
+    def _build_structural(self, config, dataset):
+        parent, child, link_tags, link_items, n_tags = tag_data.load_tag_graph(dataset)
+        self.n_tags = n_tags
+        self.tag_margin = config["tag_margin"]
+        self.cl_weight = config["cl_weight"]
+        self.cl_temperature = config["cl_temperature"]
+        self.cl_scope = config["cl_scope"] or "all"
+        self.cl_chunk_size = config["cl_chunk_size"] or 128
+        adj = tag_graph_adjacency(parent, child, link_tags, link_items, n_tags, self.n_items)
+        self.tag_graph = to_torch_sparse(row_normalise_with_self_loops(adj), self.device)
+        self.tag_embedding = self.backbone.new_node_embeddings(n_tags)
+        batches = max(1, -(-dataset.inter_num // config["train_batch_size"]))
+        self.tag_sampler = TagTripleSampler(
+            parent, child, link_tags, link_items, n_tags, self.n_items, batches, config["seed"]
+        )
+
+    def _build_semantic(self, config, dataset):
+        users = tag_data.load_node_vectors(dataset, "useremb", self.USER_ID, "user_emb", self.n_users)
+        items = tag_data.load_node_vectors(dataset, "itememb", self.ITEM_ID, "item_emb", self.n_items)
+        if users.size(1) != items.size(1):
+            raise ValueError(f"user_emb has {users.size(1)} dimensions but item_emb has {items.size(1)}")
+        # The authors map the text embeddings onto the hyperboloid and back (phase1_model.py).
+        self.register_buffer("user_semantic", self._semantic_tangent(users).to(self.device))
+        self.register_buffer("item_semantic", self._semantic_tangent(items).to(self.device))
+        self.moe = MixtureOfExperts(users.size(1), config["embedding_size"], config["num_experts"])
+
+    def _semantic_tangent(self, vectors):
+        return self.manifold.logmap0(self.manifold.expmap0(vectors, project=True))
+
+    # ----- phases -----------------------------------------------------------
+    def enter_meta_phase(self):
+        """Phase 1: only the MoE trains (Eq. 11); backbone, embeddings and tags are frozen."""
+        self.phase = "meta"
+        for name, param in self.named_parameters():
+            param.requires_grad_(name.startswith("moe."))
+
+    def semantic_outputs(self):
+        """x_u, x_i of Eq. (8) for every user and item (tangent vectors at the origin)."""
+        with torch.no_grad():
+            return self.moe(self.user_semantic), self.moe(self.item_semantic)
+
+    def initialise_id_embeddings(self, user_tangent, item_tangent):
+        """Eq. (12): e_u = x_u, e_i = x_i (mapped onto the manifold); the MoE is frozen afterwards."""
+        expected = (self.n_users, self.backbone.embedding_size), (self.n_items, self.backbone.embedding_size)
+        if (tuple(user_tangent.shape), tuple(item_tangent.shape)) != expected:
+            raise ValueError(
+                f"phase-1 output has shapes {tuple(user_tangent.shape)}, {tuple(item_tangent.shape)}; "
+                f"this dataset and embedding_size need {expected[0]}, {expected[1]}"
+            )
+        with torch.no_grad():
+            self.backbone.user_embedding.copy_(self.manifold.expmap0_clipped(user_tangent.to(self.device)))
+            self.backbone.item_embedding.copy_(self.manifold.expmap0_clipped(item_tangent.to(self.device)))
+        self.phase = "integrate"
+        for name, param in self.named_parameters():
+            param.requires_grad_(not name.startswith("moe."))
+
+    # ----- losses -----------------------------------------------------------
+    def input_tangent(self):
+        """User and item inputs of the user-item graph for the current phase."""
+        if self.phase == "meta" or self.plan.joint_moe:
+            return self.moe(self.user_semantic), self.moe(self.item_semantic)
+        return self.backbone.id_tangent()
+
+    def forward(self):
+        user_t, item_t = self.input_tangent()
+        return self.backbone.propagate(torch.cat([user_t, item_t]), self.backbone.ui_graph)
+
+    def structural_terms(self, ui_out, item_tangent, interaction):
+        """L_tag (Eq. 14) and w * L_cl (Eq. 15-16)."""
+        tag_tangent = self.manifold.logmap0(self.tag_embedding)
+        tag_out = self.backbone.propagate(torch.cat([tag_tangent, item_tangent]), self.tag_graph)
+        anchors, positives, negatives = self.tag_sampler.next_batch(self.device)
+        terms = {"tag": self.backbone.pair_loss(tag_out, anchors, positives, negatives, self.tag_margin)}
+        if self.plan.contrastive:
+            items_ui = ui_out[self.n_users + 1:]      # row 0 is RecBole's padding item
+            items_tag = tag_out[self.n_tags + 1:]
+            if self.cl_scope == "batch":
+                index = torch.cat([interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]]) - 1
+                cl = hyperbolic_infonce_in_batch(items_ui, items_tag, self.cl_temperature, index)
+            else:
+                cl = hyperbolic_infonce(items_ui, items_tag, self.cl_temperature, self.cl_chunk_size)
+            terms["cl"] = self.cl_weight * cl
+        return terms
+
+    def calculate_loss(self, interaction):
+        self._eval_cache = None
+        user_t, item_t = self.input_tangent()
+        ui_out = self.backbone.propagate(torch.cat([user_t, item_t]), self.backbone.ui_graph)
+        margin = self.meta_margin if self.phase == "meta" else self.margin
+        terms = self.backbone.interaction_loss(ui_out, interaction, margin)
+        if self.plan.structural and self.phase != "meta":
+            terms.update(self.structural_terms(ui_out, item_t, interaction))
+        self.last_loss_names = tuple(terms)
+        return tuple(terms.values())
+
+    def sqdist_pairs(self, x, y):
+        return self.backbone.sqdist_pairs(x, y)
+
+    def sqdist_all(self, x, y):
+        return self.backbone.sqdist_all(x, y)
+
+
+def hyperllm_for(backbone_class):
+    """The RecBole model class ``HyperLLM_<Backbone>``."""
+    name = f"HyperLLM_{backbone_class.__name__}"
+    return type(name, (HyperLLM,), {"backbone_class": backbone_class, "__module__": __name__,
+                                    "__doc__": f"HyperLLM over {backbone_class.__name__}."})

@@ -1,0 +1,63 @@
+"""Triples for the tag-graph loss L_tag (HyperLLM, Eq. 14).
+
+Anchors are tags. A tag-tag triple is (parent, child, random tag); a tag-item
+triple is (tag, item, random item); negatives that happen to be linked to the
+anchor are re-drawn, as in the authors' sampler (``sampler.py``). Each epoch
+walks a fresh permutation of both edge lists in ``batches_per_epoch`` slices,
+so one epoch of user-item batches covers every tag edge once.
+"""
+import math
+
+import numpy as np
+import torch
+
+
+class _EdgeStream:
+    def __init__(self, anchors, positives, neg_low, neg_high, batches_per_epoch, rng):
+        self.anchors = np.asarray(anchors, dtype=np.int64)
+        self.positives = np.asarray(positives, dtype=np.int64)
+        self.neg_low, self.neg_high = neg_low, neg_high
+        self.keys = np.unique(self.anchors * neg_high + self.positives)
+        self.batch_size = max(1, math.ceil(len(self.anchors) / batches_per_epoch))
+        self.rng = rng
+        self.order = np.empty(0, dtype=np.int64)
+        self.cursor = 0
+
+    def _is_linked(self, anchors, candidates):
+        keys = anchors * self.neg_high + candidates
+        pos = np.searchsorted(self.keys, keys)
+        pos = np.minimum(pos, len(self.keys) - 1)
+        return self.keys[pos] == keys
+
+    def next(self):
+        if self.cursor >= len(self.order):
+            self.order = self.rng.permutation(len(self.anchors))
+            self.cursor = 0
+        take = self.order[self.cursor:self.cursor + self.batch_size]
+        self.cursor += self.batch_size
+        anchors, positives = self.anchors[take], self.positives[take]
+        negatives = self.rng.integers(self.neg_low, self.neg_high, size=len(take))
+        for _ in range(10):  # re-draw negatives that are actually linked to the anchor
+            clash = self._is_linked(anchors, negatives)
+            if not clash.any():
+                break
+            negatives[clash] = self.rng.integers(self.neg_low, self.neg_high, size=int(clash.sum()))
+        return anchors, positives, negatives
+
+
+class TagTripleSampler:
+    """Yields (anchor, positive, negative) node indices of the tag graph (tags first, then items)."""
+
+    def __init__(self, parent, child, link_tags, link_items, n_tags, n_items, batches_per_epoch, seed):
+        rng = np.random.default_rng(seed)
+        self.n_tags = n_tags
+        self.tag_tag = _EdgeStream(parent, child, 1, n_tags, batches_per_epoch, rng)
+        self.tag_item = _EdgeStream(link_tags, link_items, 1, n_items, batches_per_epoch, rng)
+
+    def next_batch(self, device="cpu"):
+        a1, p1, n1 = self.tag_tag.next()
+        a2, p2, n2 = self.tag_item.next()
+        anchors = np.concatenate([a1, a2])
+        positives = np.concatenate([p1, p2 + self.n_tags])
+        negatives = np.concatenate([n1, n2 + self.n_tags])
+        return tuple(torch.from_numpy(x).to(device) for x in (anchors, positives, negatives))

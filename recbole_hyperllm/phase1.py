@@ -1,0 +1,72 @@
+"""Phase 1 of HyperLLM (Sec. 4.2): train the MoE on the frozen backbone, once, cached on disk.
+
+The cache key hashes everything phase 1 depends on: the backbone, the dataset
+name, the training interactions, the semantic embeddings and the
+hyper-parameters below. A second run with the same key loads the MoE and its
+outputs instead of training again. The file is written to a temporary name and
+renamed, so an interrupted run never leaves a half-written cache.
+"""
+import hashlib
+import json
+import os
+
+import torch
+
+from recbole_hyperllm.trainer import Phase1Trainer
+
+KEY_CONFIG = (
+    "embedding_size", "n_layers", "max_norm", "init_scale", "num_experts", "meta_margin", "learner",
+    "learning_rate", "weight_decay", "momentum", "train_batch_size", "meta_epochs", "meta_stopping_step",
+    "seed", "valid_metric", "eval_args", "train_neg_sample_args",
+)
+
+
+def _tensor_digest(digest, tensor):
+    digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+
+
+def cache_key(config, model, train_data):
+    digest = hashlib.sha256()
+    settings = {k: config[k] for k in KEY_CONFIG}
+    settings["backbone"] = model.backbone_class.__name__
+    settings["dataset"] = config["dataset"]
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    inter = train_data.dataset.inter_feat
+    _tensor_digest(digest, inter[model.USER_ID])
+    _tensor_digest(digest, inter[model.ITEM_ID])
+    _tensor_digest(digest, model.user_semantic)
+    _tensor_digest(digest, model.item_semantic)
+    return digest.hexdigest()[:20]
+
+
+def cache_path(config, model, train_data):
+    directory = config["phase1_cache_dir"] or os.path.join(config["checkpoint_dir"], "phase1")
+    name = f"{config['dataset']}-{model.backbone_class.__name__}-{cache_key(config, model, train_data)}.pt"
+    return os.path.join(directory, name)
+
+
+def run_phase1(config, model, train_data, valid_data, logger, show_progress=False):
+    """Train (or load) phase 1; returns (user_tangent, item_tangent, info dict).
+
+    Leaves ``model`` in phase 1 with the best MoE loaded (the caller decides what follows).
+    """
+    path = cache_path(config, model, train_data)
+    model.enter_meta_phase()
+    if os.path.isfile(path):
+        cached = torch.load(path, map_location=model.device, weights_only=True)
+        model.moe.load_state_dict(cached["moe"])
+        logger.info(f"phase 1: reusing {path}")
+        return cached["user"], cached["item"], {"cache": path, "reused": True, "best_valid_score": cached["best_valid_score"]}
+    trainer = Phase1Trainer(config, model)
+    logger.info(f"phase 1: training the MoE (K={config['num_experts']}, m1={config['meta_margin']}) on the frozen backbone")
+    best_score, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=show_progress)
+    trainer.load_best()
+    user_t, item_t = model.semantic_outputs()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    partial = path + ".partial"
+    torch.save({"moe": model.moe.state_dict(), "user": user_t.cpu(), "item": item_t.cpu(),
+                "best_valid_score": best_score}, partial)
+    os.replace(partial, path)
+    logger.info(f"phase 1: best valid score {best_score:.4f} at epoch {trainer.best_epoch}; cached in {path}")
+    return user_t, item_t, {"cache": path, "reused": False, "best_valid_score": best_score,
+                            "best_epoch": trainer.best_epoch, "epochs": len(trainer.valid_history)}

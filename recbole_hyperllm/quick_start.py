@@ -1,0 +1,148 @@
+"""One call that trains and evaluates a model of this plugin (or of RecBole), RecBole-style."""
+import logging
+import os
+import resource
+import time
+from logging import getLogger
+
+from recbole.config import Config
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import get_environment, init_logger, init_seed, set_color
+
+from recbole_hyperllm import atomic
+from recbole_hyperllm.model import HyperLLM, VariantPlan
+from recbole_hyperllm.model.hyperllm.tag_data import HOW_TO_MAKE
+from recbole_hyperllm.phase1 import run_phase1
+from recbole_hyperllm.trainer import HyperbolicTrainer
+from recbole_hyperllm.utils import get_model, get_trainer, model_property_files
+
+
+def create_config(model, dataset, config_file_list=None, config_dict=None):
+    """RecBole Config with the plugin's YAML defaults first, then the user's files and dict."""
+    model_class = get_model(model)
+    files = model_property_files(model) + list(config_file_list or [])
+    config = Config(model=model_class, dataset=dataset, config_file_list=files, config_dict=config_dict)
+    if issubclass(model_class, HyperLLM):
+        declare_hyperllm_files(config)
+    return config
+
+
+def declare_hyperllm_files(config):
+    """Add the atomic files the configured HyperLLM variant reads, and check them."""
+    plan = VariantPlan.from_config(config)
+    needed = plan.atomic_files()
+    suffixes = list(config["additional_feat_suffix"] or [])
+    load_col = dict(config["load_col"] or {"inter": [config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]]})
+    for suffix, columns in needed.items():
+        if suffix not in suffixes:
+            suffixes.append(suffix)
+        load_col[suffix] = columns
+    config["additional_feat_suffix"] = suffixes or None
+    config["load_col"] = load_col
+    data_path = config["data_path"]
+    for path in atomic.interaction_files(data_path, config["dataset"], config["benchmark_filename"]):
+        if os.path.isfile(path):
+            atomic.read_header(path)
+    atomic.require_files(data_path, config["dataset"], needed, f"{config['model']} (variant={config['variant']}, "
+                         f"ablation={config['ablation']})", HOW_TO_MAKE)
+    if plan.structural:
+        atomic.check_tag_references(data_path, config["dataset"])
+    return plan
+
+
+def use_test_protocol(config, valid_data, test_data):
+    """``test_mask: train`` masks only training items at test time (the authors' code);
+    RecBole's default (``train_valid``) also masks validation items."""
+    mode = config["test_mask"] or "train_valid"
+    if mode == "train":
+        test_data.uid2history_item = valid_data.uid2history_item
+    elif mode != "train_valid":
+        raise ValueError(f"config key 'test_mask' is {mode!r}; use 'train_valid' (RecBole) or 'train' (authors)")
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
+    """Train and test ``model`` on ``dataset``; HyperLLM models run phase 1 (cached) then phase 2."""
+    started = time.perf_counter()
+    config = create_config(model, dataset, config_file_list, config_dict)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(config)
+
+    data = create_dataset(config)
+    logger.info(data)
+    train_data, valid_data, test_data = data_preparation(config, data)
+    use_test_protocol(config, valid_data, test_data)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model_class = get_model(config["model"])
+    net = model_class(config, train_data.dataset).to(config["device"])
+    logger.info(net)
+    show = config["show_progress"]
+
+    result = {"phase1": None}
+    if isinstance(net, HyperLLM) and net.plan.two_phase:
+        user_t, item_t, info = run_phase1(config, net, train_data, valid_data, logger, show_progress=show)
+        result["phase1"] = info
+        if not net.plan.only_phase1:
+            net.initialise_id_embeddings(user_t, item_t)
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    if isinstance(net, HyperLLM) and net.plan.only_phase1:
+        best_valid_score, best_valid_result = result["phase1"]["best_valid_score"], trainer.evaluate(
+            valid_data, load_best_model=False, show_progress=show)
+        test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=show)
+    else:
+        best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=show)
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show)
+
+    environment_tb = get_environment(config)
+    logger.info("The running environment of this training is as follows:\n" + environment_tb.draw())
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    result.update(
+        best_valid_score=best_valid_score,
+        valid_score_bigger=config["valid_metric_bigger"],
+        best_valid_result=dict(best_valid_result or {}),
+        test_result=dict(test_result),
+        **trainer_statistics(trainer),
+        seconds=time.perf_counter() - started,
+        peak_rss_mb=peak_rss_mb(),
+    )
+    if queue is not None:
+        queue.put(result)
+    return result
+
+
+def trainer_statistics(trainer):
+    if not isinstance(trainer, HyperbolicTrainer) or not trainer.train_seconds:
+        return {"best_epoch": None, "epochs": 0, "sec_per_epoch": None}
+    epochs = len(trainer.train_seconds)
+    per_epoch = [t + v for t, v in zip(trainer.train_seconds, trainer.valid_seconds + [0.0] * epochs)]
+    per_epoch.sort()
+    return {
+        "best_epoch": trainer.best_epoch,
+        "epochs": epochs,
+        "sec_per_epoch": per_epoch[len(per_epoch) // 2],
+        "train_sec_per_epoch": sorted(trainer.train_seconds)[epochs // 2],
+        "valid_sec_per_epoch": sorted(trainer.valid_seconds)[len(trainer.valid_seconds) // 2] if trainer.valid_seconds else None,
+    }
+
+
+def objective_function(config_dict=None, config_file_list=None, saved=True):
+    """For RecBole's HyperTuning: like RecBole's, but through this plugin's models and trainers."""
+    model = (config_dict or {}).get("model")
+    dataset = (config_dict or {}).get("dataset")
+    result = run_recbole_hyperllm(model, dataset, config_file_list, config_dict, saved=saved)
+    logging.getLogger().handlers.clear()
+    return {
+        "model": model,
+        "best_valid_score": result["best_valid_score"],
+        "valid_score_bigger": result["valid_score_bigger"],
+        "best_valid_result": result["best_valid_result"],
+        "test_result": result["test_result"],
+    }

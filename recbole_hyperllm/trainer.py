@@ -1,0 +1,129 @@
+"""RecBole trainers for hyperbolic models.
+
+``HyperbolicTrainer`` extends RecBole's ``Trainer`` with
+* Riemannian optimisers from geoopt (``learner: rsgd`` / ``radam``);
+* a non-finite-loss check that names the loss term, the epoch and the batch;
+* validation on a sum of metrics (``valid_metric: recall@10+recall@20+ndcg@10+ndcg@20``,
+  the paper's model selection);
+* checkpoint loading that works on torch >= 2.6 (RecBole pickles its Config into
+  the checkpoint, which ``weights_only=True`` refuses; the file is the one this
+  trainer wrote in this run);
+* per-epoch timings and the validation history (``best_epoch``).
+"""
+import time
+
+import numpy as np
+import torch
+from geoopt.optim import RiemannianAdam, RiemannianSGD
+from recbole.trainer import Trainer
+
+from recbole_hyperllm.model.hyperbolic.base import DivergenceError
+
+RIEMANNIAN_LEARNERS = {"rsgd": RiemannianSGD, "radam": RiemannianAdam}
+
+
+def check_finite_terms(losses, names, epoch_idx, batch_idx):
+    """Raise DivergenceError naming the first non-finite loss term."""
+    values = losses if isinstance(losses, tuple) else (losses,)
+    names = tuple(names or ()) + tuple(f"loss[{i}]" for i in range(len(names or ()), len(values)))
+    for name, value in zip(names, values):
+        if not torch.isfinite(value).all():
+            raise DivergenceError(
+                f"loss term '{name}' is {value.item()} at epoch {epoch_idx}, batch {batch_idx}: training "
+                "diverged and is stopped; no metrics are reported. Lower learning_rate or the margin "
+                "of that term, or check the inputs it reads."
+            )
+
+
+def load_trusted_checkpoint(path, device):
+    """A checkpoint written by RecBole's trainer in this run (contains a pickled Config)."""
+    return torch.load(path, map_location=device, weights_only=False)
+
+
+class HyperbolicTrainer(Trainer):
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.valid_history = []
+        self.train_seconds = []
+        self.valid_seconds = []
+
+    def _build_optimizer(self, **kwargs):
+        params = [p for p in kwargs.pop("params", self.model.parameters()) if p.requires_grad]
+        learner = kwargs.pop("learner", self.learner).lower()
+        lr = kwargs.pop("learning_rate", self.learning_rate)
+        weight_decay = kwargs.pop("weight_decay", self.weight_decay)
+        if learner == "rsgd":
+            return RiemannianSGD(params, lr=lr, momentum=self.config["momentum"] or 0.0, weight_decay=weight_decay)
+        if learner == "radam":
+            return RiemannianAdam(params, lr=lr, weight_decay=weight_decay)
+        return super()._build_optimizer(params=params, learner=learner, learning_rate=lr, weight_decay=weight_decay)
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        loss_func = loss_func or self.model.calculate_loss
+        batch_counter = iter(range(10**12))
+
+        def checked_loss(interaction):
+            losses = loss_func(interaction)
+            check_finite_terms(losses, getattr(self.model, "last_loss_names", None), epoch_idx, next(batch_counter))
+            return losses
+
+        start = time.perf_counter()
+        result = super()._train_epoch(train_data, epoch_idx, loss_func=checked_loss, show_progress=show_progress)
+        self.train_seconds.append(time.perf_counter() - start)
+        return result
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        start = time.perf_counter()
+        valid_result = self.evaluate(valid_data, load_best_model=False, show_progress=show_progress)
+        keys = [k.strip() for k in self.valid_metric.split("+")]
+        missing = [k for k in keys if k not in valid_result]
+        if missing:
+            raise KeyError(f"valid_metric names {missing}, which are not among the computed metrics {sorted(valid_result)}; "
+                           "add them to 'metrics' and 'topk'")
+        score = float(sum(valid_result[k] for k in keys))
+        self.valid_history.append(score)
+        self.valid_seconds.append(time.perf_counter() - start)
+        return score, valid_result
+
+    @property
+    def best_epoch(self):
+        """Epoch (0-based) RecBole kept: the last one reaching the best score (its test uses >=)."""
+        if not self.valid_history:
+            return None
+        history = np.asarray(self.valid_history)
+        best = history.max() if self.valid_metric_bigger else history.min()
+        return int(np.flatnonzero(history == best)[-1]) * self.eval_step + self.eval_step - 1
+
+    def load_best(self, model_file=None):
+        checkpoint = load_trusted_checkpoint(model_file or self.saved_model_file, self.device)
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if load_best_model and eval_data:
+            self.load_best(model_file)
+            self.logger.info(f"Loading model structure and parameters from {model_file or self.saved_model_file}")
+        return super().evaluate(eval_data, load_best_model=False, model_file=model_file, show_progress=show_progress)
+
+    def resume_checkpoint(self, resume_file):
+        """RecBole's resume, reading the checkpoint as trusted (see ``load_trusted_checkpoint``)."""
+        checkpoint = load_trusted_checkpoint(resume_file, self.device)
+        if checkpoint["config"]["model"].lower() != self.config["model"].lower():
+            raise ValueError(f"{resume_file} holds a {checkpoint['config']['model']} model, not {self.config['model']}")
+        self.start_epoch = checkpoint["epoch"] + 1
+        self.cur_step = checkpoint["cur_step"]
+        self.best_valid_score = checkpoint["best_valid_score"]
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
+
+
+class Phase1Trainer(HyperbolicTrainer):
+    """Phase 1 (Eq. 11): trains the MoE only, with its own epochs, patience and checkpoint file."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.epochs = config["meta_epochs"] or self.epochs
+        self.stopping_step = config["meta_stopping_step"] or self.stopping_step
+        self.saved_model_file = self.saved_model_file.replace(".pth", "-phase1.pth")

@@ -1,0 +1,27 @@
+"""Train and test a recbole-hyperllm (or RecBole) model.
+
+    python run_recbole_hyperllm.py --model=HGCF --dataset=ml-100k
+    python run_recbole_hyperllm.py --model=HyperLLM_HGCF --dataset=Amazon_Beauty \
+        --config_files=properties/beauty/HyperLLM_HGCF.yaml --epochs=5 --margin=1.6
+
+Any other --key=value is a RecBole config override, as with RecBole's run script.
+"""
+import argparse
+import sys
+
+from recbole_hyperllm.model.hyperbolic.base import DivergenceError
+from recbole_hyperllm.atomic import AtomicFileError
+from recbole_hyperllm.quick_start import run_recbole_hyperllm
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", "-m", type=str, default="HGCF", help="name of the model")
+    parser.add_argument("--dataset", "-d", type=str, default="ml-100k", help="name of the dataset")
+    parser.add_argument("--config_files", type=str, default=None, help="space-separated config files")
+    args, _ = parser.parse_known_args()
+    config_files = args.config_files.strip().split(" ") if args.config_files else None
+    try:
+        run_recbole_hyperllm(model=args.model, dataset=args.dataset, config_file_list=config_files)
+    except (AtomicFileError, DivergenceError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -73,3 +73,52 @@ def check_tag_references(data_path, dataset):
                         f"{path}, line {line_no}: {column} {value!r} is not a tag of {tag_path}; "
                         "add it there or remove the row"
                     )
+
+
+def read_columns(path, columns):
+    """{column: numpy array} of an atomic file: token -> str, float -> float64, float_seq -> (n, d) float32.
+
+    The file's header gives the types (RecBole's atomic format); a float_seq must
+    have the same length on every row.
+    """
+    import numpy as np
+    import pandas as pd
+
+    header = dict(read_header(path))
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise AtomicFileError(f"{path}, line 1: columns {missing} are missing (found {list(header)})")
+    names = [f"{name}:{kind}" for name, kind in header.items()]
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3, header=0, names=names,
+                        engine="c")
+    result = {}
+    for column in columns:
+        kind = header[column]
+        values = frame[f"{column}:{kind}"].to_numpy()
+        if kind == "float":
+            result[column] = _parse_floats(path, column, values)
+        elif kind == "float_seq":
+            rows = [row.split(" ") if row else [] for row in values]
+            lengths = {len(r) for r in rows}
+            if len(lengths) > 1:
+                line = 2 + next(i for i, r in enumerate(rows) if len(r) != len(rows[0]))
+                raise AtomicFileError(f"{path}, line {line}: {column} has a different length than on line 2")
+            result[column] = _parse_floats(path, column, np.array(rows, dtype=object)).astype(np.float32)
+        else:
+            result[column] = values.astype(str)
+    return result
+
+
+def _parse_floats(path, column, values):
+    import numpy as np
+
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except ValueError:
+        flat = values.ravel() if hasattr(values, "ravel") else values
+        for i, value in enumerate(np.asarray(values, dtype=object)):
+            try:
+                np.asarray(value, dtype=np.float64)
+            except ValueError:
+                raise AtomicFileError(f"{path}, line {i + 2}: {column} is not a number: {str(value)[:60]!r}") from None
+        raise AtomicFileError(f"{path}: {column} holds values that are not numbers") from None

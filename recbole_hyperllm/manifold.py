@@ -3,9 +3,8 @@
 Conventions follow HGCF (Sun et al., WWW 2021; github layer6ai-labs/HGCF,
 ``manifolds/lorentz.py``) and the HyperLLM release (github Qin-lab-code/HyperLLM):
 curvature -1 (k = 1), an embedding of size ``d`` is a point of the hyperboloid
-in R^d (time coordinate first), and points produced from the tangent space at the
-origin have their space part clipped to a maximum norm (``max_norm``, 1.5 in the
-authors' runs).
+in R^d (time coordinate first), and the exponential map at the origin caps the
+distance from the origin at ``max_norm`` (1.5 in the authors' runs).
 """
 import geoopt
 import torch
@@ -17,30 +16,23 @@ ACOSH_EPS = 1e-7
 
 
 class LorentzBall(geoopt.Lorentz):
-    """geoopt's hyperboloid with the max-norm clipped exponential map at the origin.
+    """geoopt's hyperboloid (k = 1) with a capped exponential map at the origin.
 
-    ``expmap0_clipped`` is geoopt's ``expmap0`` followed by a renormalisation of the
-    space part to ``max_norm`` and a re-projection of the time coordinate, which is
-    the map the HGCF/HyperLLM code applies after every propagation (Eq. 1 keeps
-    <x, x> = -1).
+    ``expmap0_capped`` is geoopt's ``expmap0`` with the tangent vector's
+    (Minkowski) norm, i.e. the hyperbolic distance from the origin, capped at
+    ``max_norm``: the authors' ``_expmap0`` clamps that norm at EXP_MAX_NORM = 1.5
+    (Qin-lab-code/HyperLLM, ``manifolds/lmath.py``). ``max_norm=None`` disables the cap.
     """
 
     def __init__(self, max_norm=1.5):
         super().__init__(k=1.0)
         self.max_norm = float(max_norm) if max_norm else None
 
-    def clip(self, x):
-        """Clip the space part of hyperboloid points to ``max_norm`` and re-project."""
-        space = x.narrow(-1, 1, x.size(-1) - 1)
+    def expmap0_capped(self, u):
+        """exp_0(u * min(1, max_norm / ||u||_L)), projected onto the hyperboloid."""
         if self.max_norm:
-            norm = space.norm(dim=-1, keepdim=True).clamp_min(1e-15)
-            space = space * torch.clamp(self.max_norm / norm, max=1.0)
-        time = torch.sqrt(1.0 + (space * space).sum(-1, keepdim=True))
-        return torch.cat([time, space], dim=-1)
-
-    def expmap0_clipped(self, u):
-        """Exponential map at the origin of tangent vectors ``u`` (R^d), then ``clip``."""
-        return self.clip(self.expmap0(u, project=True))
+            u = u * torch.clamp(self.max_norm / self.norm(u, keepdim=True), max=1.0)
+        return self.expmap0(u, project=True)
 
 
 def minkowski_gram(x, y):

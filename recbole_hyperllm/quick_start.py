@@ -28,17 +28,9 @@ def create_config(model, dataset, config_file_list=None, config_dict=None):
 
 
 def declare_hyperllm_files(config):
-    """Add the atomic files the configured HyperLLM variant reads, and check them."""
+    """Check the atomic files the configured HyperLLM variant reads, before any training."""
     plan = VariantPlan.from_config(config)
     needed = plan.atomic_files()
-    suffixes = list(config["additional_feat_suffix"] or [])
-    load_col = dict(config["load_col"] or {"inter": [config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]]})
-    for suffix, columns in needed.items():
-        if suffix not in suffixes:
-            suffixes.append(suffix)
-        load_col[suffix] = columns
-    config["additional_feat_suffix"] = suffixes or None
-    config["load_col"] = load_col
     data_path = config["data_path"]
     for path in atomic.interaction_files(data_path, config["dataset"], config["benchmark_filename"]):
         if os.path.isfile(path):

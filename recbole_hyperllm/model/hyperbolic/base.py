@@ -21,7 +21,7 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
 from recbole_hyperllm.graph import bipartite_adjacency, row_normalise_with_self_loops, to_torch_sparse
-from recbole_hyperllm.manifold import LorentzBall, sqdist_all, sqdist_pairs
+from recbole_hyperllm.manifold import LorentzBall, minkowski_gram, sqdist_all, sqdist_pairs
 
 
 class DivergenceError(RuntimeError):
@@ -31,8 +31,8 @@ class DivergenceError(RuntimeError):
 class PropagatedScoring:
     """RecBole scoring from propagated points, computed once per evaluation pass.
 
-    Needs ``forward()`` (all user+item points), ``n_users``, ``n_items`` and
-    ``sqdist_all``/``sqdist_pairs``.
+    Needs ``forward()`` (all user+item points), ``n_users``, ``n_items``,
+    ``sqdist_pairs`` and ``ranking_scores``.
     """
 
     _eval_cache = None
@@ -60,7 +60,7 @@ class PropagatedScoring:
 
     def full_sort_predict(self, interaction):
         users, items = self.eval_points()
-        return -self.sqdist_all(users[interaction[self.USER_ID]], items).reshape(-1)
+        return self.ranking_scores(users[interaction[self.USER_ID]], items).reshape(-1)
 
 
 class HyperbolicBackbone(PropagatedScoring, GeneralRecommender):
@@ -82,7 +82,7 @@ class HyperbolicBackbone(PropagatedScoring, GeneralRecommender):
         """Points on the manifold from tangent vectors (uniform in [-scale, scale] when not given)."""
         if tangent is None:
             tangent = torch.empty(n_nodes, self.embedding_size).uniform_(-self.init_scale, self.init_scale)
-        points = self.manifold.expmap0_clipped(tangent.to(torch.float32))
+        points = self.manifold.expmap0_capped(tangent.to(torch.float32))
         return ManifoldParameter(points.to(self.device), manifold=self.manifold, requires_grad=True)
 
     def user_item_graph(self, dataset):
@@ -112,6 +112,11 @@ class HyperbolicBackbone(PropagatedScoring, GeneralRecommender):
 
     def sqdist_all(self, x, y):
         return sqdist_all(x, y)
+
+    def ranking_scores(self, users, items):
+        """Full-ranking scores: <u, i>_L = -cosh(d(u, i)), which orders items exactly as -d^2
+        without the arcosh (only the order matters to Recall/NDCG)."""
+        return -minkowski_gram(users, items)
 
     # ----- RecBole API -----------------------------------------------------
     def interaction_loss(self, out, interaction, margin):

@@ -22,7 +22,7 @@ class HGCF(HyperbolicBackbone):
         for _ in range(self.n_layers):
             layer = torch.sparse.mm(graph, layer)
             total = layer if total is None else total + layer
-        return self.manifold.expmap0_clipped(total)
+        return self.manifold.expmap0_capped(total)
 
     def pair_loss(self, out, anchors, positives, negatives, margin):
         return margin_ranking_loss(out[anchors], out[positives], out[negatives], margin)

@@ -100,6 +100,7 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
             self._build_structural(config, dataset)
         if self.plan.two_phase or self.plan.joint_moe:
             self._build_semantic(config, dataset)
+        self._trainable = {name for name, p in self.named_parameters() if p.requires_grad}
         if self.plan.given_phase1:
             users = tag_data.load_node_vectors(dataset, "userinit", self.USER_ID, "user_init", self.n_users)
             items = tag_data.load_node_vectors(dataset, "iteminit", self.ITEM_ID, "item_init", self.n_items)
@@ -156,11 +157,11 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
                 f"this dataset and embedding_size need {expected[0]}, {expected[1]}"
             )
         with torch.no_grad():
-            self.backbone.user_embedding.copy_(self.manifold.expmap0_clipped(user_tangent.to(self.device)))
-            self.backbone.item_embedding.copy_(self.manifold.expmap0_clipped(item_tangent.to(self.device)))
+            self.backbone.user_embedding.copy_(self.manifold.expmap0_capped(user_tangent.to(self.device)))
+            self.backbone.item_embedding.copy_(self.manifold.expmap0_capped(item_tangent.to(self.device)))
         self.phase = "integrate"
         for name, param in self.named_parameters():
-            param.requires_grad_(not name.startswith("moe."))
+            param.requires_grad_(name in self._trainable and not name.startswith("moe."))
 
     # ----- losses -----------------------------------------------------------
     def input_tangent(self):
@@ -204,8 +205,8 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
     def sqdist_pairs(self, x, y):
         return self.backbone.sqdist_pairs(x, y)
 
-    def sqdist_all(self, x, y):
-        return self.backbone.sqdist_all(x, y)
+    def ranking_scores(self, users, items):
+        return self.backbone.ranking_scores(users, items)
 
 
 def hyperllm_for(backbone_class):

@@ -1,23 +1,29 @@
-"""HyperLLM's side inputs as RecBole atomic files, and what each variant needs.
+"""HyperLLM's side inputs: RecBole atomic files next to the interactions.
 
 | suffix     | columns                                               | made by |
 |------------|-------------------------------------------------------|---------|
 | `tag`      | tag_id:token, tag_name:token, tag_level:float         | LLM tags (dataset_tools) |
-| `tagedge`  | parent_tag_id:token, child_tag_id:token               | LLM edges, parent level < child level |
+| `tagedge`  | parent_tag_id:token, child_tag_id:token               | LLM edges, parent -> child |
 | `itemtag`  | item_id:token, tag_id:token                           | which items carry each tag |
 | `useremb`  | user_id:token, user_emb:float_seq                     | encoded user summaries (Eq. 7) |
 | `itememb`  | item_id:token, item_emb:float_seq                     | encoded item summaries (Eq. 7) |
 | `userinit` | user_id:token, user_init:float_seq                    | a given phase-1 output (tangent vectors) |
 | `iteminit` | item_id:token, item_init:float_seq                    | a given phase-1 output (tangent vectors) |
 
-They are loaded by RecBole itself (``additional_feat_suffix`` + ``load_col``);
-this module turns the loaded features into index arrays and tensors.
+RecBole 1.2.1 loads ``additional_feat_suffix`` files but does not remap token
+fields shared between them (``tag_id`` in .tag and .itemtag) and fails to build
+such features, so these files are read here, in RecBole's atomic format, and
+user/item tokens are mapped with the dataset's own ``field2token_id``.
 """
+import os
+
 import numpy as np
 import torch
 
+from recbole_hyperllm.atomic import read_columns
+
 STRUCTURAL_FILES = {
-    "tag": ["tag_id", "tag_name", "tag_level"],
+    "tag": ["tag_id", "tag_level"],
     "tagedge": ["parent_tag_id", "child_tag_id"],
     "itemtag": ["item_id", "tag_id"],
 }
@@ -29,65 +35,66 @@ HOW_TO_MAKE = (
 )
 
 
-def _tokens(dataset, field, ids):
-    return dataset.field2id_token[field][np.asarray(ids)]
+def atomic_path(dataset, suffix):
+    return os.path.join(dataset.dataset_path, f"{dataset.dataset_name}.{suffix}")
 
 
-def _feature(dataset, suffix):
-    feat = getattr(dataset, f"{suffix}_feat", None)
-    if feat is None:
-        raise ValueError(
-            f"HyperLLM needs the atomic file {dataset.dataset_name}.{suffix} but it was not loaded "
-            f"(add '{suffix}' to additional_feat_suffix and load_col). {HOW_TO_MAKE}"
-        )
-    return feat
+def _read(dataset, suffix, columns):
+    path = atomic_path(dataset, suffix)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: HyperLLM needs it (columns {columns}). {HOW_TO_MAKE}")
+    return path, read_columns(path, columns)
+
+
+def map_tokens(dataset, field, tokens):
+    """Internal ids of ``tokens`` (-1 where the dataset has no such token)."""
+    table = dataset.field2token_id[field]
+    return np.array([table.get(t, -1) for t in tokens], dtype=np.int64)
 
 
 def load_tag_graph(dataset):
-    """(parent, child, tag_of_link, item_of_link, n_tags) in RecBole's internal ids (0 = padding)."""
-    tag_ids = _feature(dataset, "tag")["tag_id"].numpy()
-    vocab = {token: int(i) for i, token in enumerate(dataset.field2id_token["tag_id"])}
-    edges = _feature(dataset, "tagedge")
-    links = _feature(dataset, "itemtag")
+    """(parent, child, tag_of_link, item_of_link, n_tags); tags are numbered from 1 (0 = padding)."""
+    tag_path, tags = _read(dataset, "tag", STRUCTURAL_FILES["tag"])
+    vocab = {token: i + 1 for i, token in enumerate(dict.fromkeys(tags["tag_id"]))}
+    edge_path, edges = _read(dataset, "tagedge", STRUCTURAL_FILES["tagedge"])
+    link_path, links = _read(dataset, "itemtag", STRUCTURAL_FILES["itemtag"])
 
-    def to_tag_index(field, ids, suffix):
-        tokens = _tokens(dataset, field, ids)
+    def tag_index(path, column, tokens):
         index = np.array([vocab.get(t, -1) for t in tokens], dtype=np.int64)
         if (index < 0).any():
-            bad = tokens[index < 0][:5].tolist()
-            raise ValueError(
-                f"{dataset.dataset_name}.{suffix}: column {field} names tags that are not in "
-                f"{dataset.dataset_name}.tag: {bad}. Add them to the .tag file or drop those rows."
-            )
+            line = int(np.flatnonzero(index < 0)[0]) + 2
+            raise ValueError(f"{path}, line {line}: {column} {tokens[line - 2]!r} is not a tag of {tag_path}; "
+                             "add it there or remove the row")
         return index
 
-    parent = to_tag_index("parent_tag_id", edges["parent_tag_id"].numpy(), "tagedge")
-    child = to_tag_index("child_tag_id", edges["child_tag_id"].numpy(), "tagedge")
-    link_tags = links["tag_id"].numpy()  # same field as the .tag file: same ids
-    link_items = links["item_id"].numpy()
-    if len(tag_ids) == 0 or len(link_tags) == 0:
-        raise ValueError(f"{dataset.dataset_name}: the tag files are empty. {HOW_TO_MAKE}")
-    return parent, child, link_tags.astype(np.int64), link_items.astype(np.int64), len(vocab)
+    parent = tag_index(edge_path, "parent_tag_id", edges["parent_tag_id"])
+    child = tag_index(edge_path, "child_tag_id", edges["child_tag_id"])
+    link_tags = tag_index(link_path, "tag_id", links["tag_id"])
+    link_items = map_tokens(dataset, dataset.iid_field, links["item_id"])
+    known = link_items > 0  # items without interactions have no ID embedding: their links are skipped
+    if not known.any():
+        raise ValueError(f"{link_path}: no item_id matches an item of the interactions. {HOW_TO_MAKE}")
+    return parent, child, link_tags[known], link_items[known], len(vocab) + 1
 
 
 def load_node_vectors(dataset, suffix, id_field, value_field, n_rows):
-    """(n_rows, dim) float tensor from a float_seq atomic feature; every real id must be present."""
-    feat = _feature(dataset, suffix)
-    ids = feat[id_field].long()
-    values = feat[value_field].float()
-    if values.dim() != 2 or values.size(1) == 0:
-        raise ValueError(f"{dataset.dataset_name}.{suffix}: column {value_field} must be a non-empty float_seq")
-    table = torch.zeros(n_rows, values.size(1))
-    table[ids] = values
-    present = torch.zeros(n_rows, dtype=torch.bool)
-    present[ids] = True
-    missing = (~present[1:]).nonzero().flatten() + 1
+    """(n_rows, dim) float tensor from a float_seq atomic file; every user/item needs a row."""
+    path, columns = _read(dataset, suffix, [id_field, value_field])
+    ids = map_tokens(dataset, id_field, columns[id_field])
+    values = columns[value_field]
+    if values.ndim != 2 or values.shape[1] == 0:
+        raise ValueError(f"{path}: column {value_field} must be a non-empty float_seq")
+    if not np.isfinite(values).all():
+        line = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0]) + 2
+        raise ValueError(f"{path}, line {line}: {value_field} contains NaN or inf")
+    keep = ids > 0
+    table = torch.zeros(n_rows, values.shape[1])
+    table[torch.from_numpy(ids[keep])] = torch.from_numpy(values[keep])
+    present = np.zeros(n_rows, dtype=bool)
+    present[ids[keep]] = True
+    missing = np.flatnonzero(~present[1:]) + 1
     if len(missing):
-        examples = _tokens(dataset, id_field, missing[:5].numpy()).tolist()
-        raise ValueError(
-            f"{dataset.dataset_name}.{suffix}: {len(missing)} ids of {id_field} have no row, e.g. {examples}. "
-            f"Every user/item of the interactions needs a vector. {HOW_TO_MAKE}"
-        )
-    if not torch.isfinite(values).all():
-        raise ValueError(f"{dataset.dataset_name}.{suffix}: column {value_field} contains NaN or inf")
+        examples = dataset.field2id_token[id_field][missing[:5]].tolist()
+        raise ValueError(f"{path}: {len(missing)} values of {id_field} have no row, e.g. {examples}; "
+                         f"every user/item of the interactions needs a vector. {HOW_TO_MAKE}")
     return table

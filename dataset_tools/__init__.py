@@ -1,0 +1,1 @@
+"""Tools that produce the RecBole atomic files recbole-hyperllm reads."""

@@ -1,0 +1,149 @@
+"""Convert the HyperLLM authors' release layout into RecBole atomic files.
+
+    python -m dataset_tools.from_official SRC OUT --dataset NAME [--phase1 DIR]
+
+SRC holds train/val/test_matrix.npz (users x items CSR), id_to_tag.json,
+tag_to_tag.json (parent -> children) and tag_to_item.json (tag -> items), as in
+github Qin-lab-code/HyperLLM ``data/<name>/``. OUT/NAME/ receives
+
+* NAME.train.inter, NAME.valid.inter, NAME.test.inter  (the exact split; RecBole
+  ``benchmark_filename: [train, valid, test]``), tokens = the matrices' row and
+  column indices, so ids map back exactly;
+* NAME.tag, NAME.tagedge, NAME.itemtag  (the tag graph);
+* with --phase1 DIR: NAME.userinit, NAME.iteminit from DIR/<name>_user_*.pt and
+  DIR/<name>_item_*.pt (the MoE outputs of the authors' phase 1).
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+import scipy.sparse as sp
+
+SPLITS = (("train", "train_matrix.npz"), ("valid", "val_matrix.npz"), ("test", "test_matrix.npz"))
+
+
+class ReleaseError(ValueError):
+    pass
+
+
+def _read_json(path):
+    if not os.path.isfile(path):
+        raise ReleaseError(f"{path} not found (expected the authors' release layout)")
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def write_rows(path, header, rows):
+    partial = path + ".partial"
+    with open(partial, "w", encoding="utf-8") as handle:
+        handle.write("\t".join(header) + "\n")
+        for row in rows:
+            handle.write("\t".join(str(v) for v in row) + "\n")
+    os.replace(partial, path)
+
+
+def clean_name(name):
+    return " ".join(str(name).replace("\t", " ").split())
+
+
+def tag_levels(n_tags, parent, child):
+    """Depth of each tag in the parent -> child graph (roots = 1), cycles cut after n passes."""
+    level = np.ones(n_tags, dtype=np.int64)
+    for _ in range(8):
+        updated = level.copy()
+        np.maximum.at(updated, child, level[parent] + 1)
+        if (updated == level).all():
+            break
+        level = np.minimum(updated, 9)
+    return level
+
+
+def convert_split(src, out, name):
+    shapes = set()
+    counts = {}
+    for split, filename in SPLITS:
+        path = os.path.join(src, filename)
+        if not os.path.isfile(path):
+            raise ReleaseError(f"{path} not found (expected the authors' release layout)")
+        matrix = sp.load_npz(path).tocoo()
+        shapes.add(matrix.shape)
+        rows = sorted(zip(matrix.row.tolist(), matrix.col.tolist()))
+        write_rows(os.path.join(out, f"{name}.{split}.inter"), ["user_id:token", "item_id:token"], rows)
+        counts[split] = len(rows)
+    if len(shapes) != 1:
+        raise ReleaseError(f"{src}: the three matrices have different shapes {sorted(shapes)}")
+    return shapes.pop(), counts
+
+
+def convert_tags(src, out, name, n_items):
+    id_to_tag = _read_json(os.path.join(src, "id_to_tag.json"))
+    tag_to_tag = _read_json(os.path.join(src, "tag_to_tag.json"))
+    tag_to_item = _read_json(os.path.join(src, "tag_to_item.json"))
+    n_tags = max(int(k) for k in id_to_tag) + 1
+    edges = sorted({(int(p), int(c)) for p, cs in tag_to_tag.items() for c in cs if int(p) != int(c)})
+    self_loops = sum(1 for p, cs in tag_to_tag.items() for c in cs if int(p) == int(c))
+    links = sorted({(int(i), int(t)) for t, items in tag_to_item.items() for i in items})
+    for tag in [t for e in edges for t in e] + [t for _, t in links]:
+        if str(tag) not in id_to_tag:
+            raise ReleaseError(f"{src}: tag {tag} is used in an edge but missing from id_to_tag.json")
+    if links and max(i for i, _ in links) >= n_items:
+        raise ReleaseError(f"{src}/tag_to_item.json: item ids go beyond the {n_items} matrix columns")
+    parent = np.array([p for p, _ in edges], dtype=np.int64)
+    child = np.array([c for _, c in edges], dtype=np.int64)
+    level = tag_levels(n_tags, parent, child)
+    tags = sorted((int(k), clean_name(v)) for k, v in id_to_tag.items())
+    write_rows(os.path.join(out, f"{name}.tag"), ["tag_id:token", "tag_name:token", "tag_level:float"],
+               [(k, v, int(level[k])) for k, v in tags])
+    write_rows(os.path.join(out, f"{name}.tagedge"), ["parent_tag_id:token", "child_tag_id:token"], edges)
+    write_rows(os.path.join(out, f"{name}.itemtag"), ["item_id:token", "tag_id:token"], links)
+    return {"tags": len(tags), "tag_tag": len(edges), "tag_item": len(links), "dropped_self_edges": self_loops}
+
+
+def _phase1_file(directory, prefix, kind):
+    matches = sorted(glob.glob(os.path.join(directory, f"{prefix}_{kind}_*.pt")))
+    if len(matches) != 1:
+        raise ReleaseError(f"{directory}: expected exactly one {prefix}_{kind}_*.pt, found {matches or 'none'}")
+    return matches[0]
+
+
+def convert_phase1(directory, out, name, prefix, shape):
+    import torch
+
+    for kind, field, rows in (("user", "user", shape[0]), ("item", "item", shape[1])):
+        path = _phase1_file(directory, prefix, kind)
+        tensor = torch.load(path, map_location="cpu", weights_only=True)
+        if tensor.dim() != 2 or tensor.size(0) != rows:
+            raise ReleaseError(f"{path}: shape {tuple(tensor.shape)}, expected ({rows}, d)")
+        values = tensor.numpy().astype(np.float64)
+        write_rows(os.path.join(out, f"{name}.{kind}init"), [f"{field}_id:token", f"{field}_init:float_seq"],
+                   ((i, " ".join(repr(float(np.float32(v))) for v in values[i])) for i in range(rows)))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("src", help="folder with the authors' matrices and tag JSON files")
+    parser.add_argument("out", help="data_path of RecBole; OUT/NAME/ is written")
+    parser.add_argument("--dataset", required=True, help="RecBole dataset name (file prefix)")
+    parser.add_argument("--phase1", default=None, help="folder with <prefix>_user_*.pt and <prefix>_item_*.pt")
+    parser.add_argument("--phase1-prefix", default=None, help="file prefix in --phase1 (default: SRC's folder name)")
+    args = parser.parse_args(argv)
+    out = os.path.join(args.out, args.dataset)
+    os.makedirs(out, exist_ok=True)
+    try:
+        shape, counts = convert_split(args.src, out, args.dataset)
+        stats = convert_tags(args.src, out, args.dataset, shape[1])
+        if args.phase1:
+            prefix = args.phase1_prefix or os.path.basename(os.path.normpath(args.src))
+            convert_phase1(args.phase1, out, args.dataset, prefix, shape)
+    except ReleaseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps({"out": out, "users": shape[0], "items": shape[1], **counts, **stats}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -212,5 +212,6 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
 def hyperllm_for(backbone_class):
     """The RecBole model class ``HyperLLM_<Backbone>``."""
     name = f"HyperLLM_{backbone_class.__name__}"
-    return type(name, (HyperLLM,), {"backbone_class": backbone_class, "__module__": __name__,
-                                    "__doc__": f"HyperLLM over {backbone_class.__name__}."})
+    # Registered in recbole_hyperllm.model.hyperllm so that pickling (RecBole checkpoints) finds it.
+    return type(name, (HyperLLM,), {"backbone_class": backbone_class, "__module__": "recbole_hyperllm.model.hyperllm",
+                                    "__qualname__": name, "__doc__": f"HyperLLM over {backbone_class.__name__}."})

@@ -1,0 +1,105 @@
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_seed
+
+from conftest import ROOT
+from recbole_hyperllm.phase1 import run_phase1
+from recbole_hyperllm.quick_start import create_config, run_recbole_hyperllm, use_test_protocol
+from recbole_hyperllm.utils import get_model
+
+
+def build(config_dict, model="HyperLLM_HGCF"):
+    config = create_config(model, "toy", config_dict=config_dict)
+    init_seed(config["seed"], True)
+    train, valid, test = data_preparation(config, create_dataset(config))
+    net = get_model(model)(config, train.dataset)
+    return config, net, train, valid, test
+
+
+def test_hgcf_on_bundled_ml100k_trains_and_reports_metrics(tmp_path):
+    result = run_recbole_hyperllm("HGCF", "ml-100k", config_dict={
+        "epochs": 1, "show_progress": False, "state": "ERROR", "checkpoint_dir": str(tmp_path)})
+    assert set(result["test_result"]) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}
+    assert 0.0 < result["test_result"]["recall@20"] <= 1.0
+    assert result["best_epoch"] == 0 and result["epochs"] == 1
+
+
+def test_phase1_trains_only_the_moe(toy):
+    _, config = toy
+    config, net, train, valid, _ = build(config)
+    frozen = {n: p.detach().clone() for n, p in net.named_parameters() if not n.startswith("moe.")}
+    moe_before = {n: p.detach().clone() for n, p in net.moe.named_parameters()}
+    import logging
+    run_phase1(config, net, train, valid, logging.getLogger("test"))
+    for name, param in net.named_parameters():
+        if not name.startswith("moe."):
+            assert torch.equal(param, frozen[name]), f"{name} changed during phase 1"
+    assert any(not torch.equal(p, moe_before[n]) for n, p in net.moe.named_parameters())
+
+
+def test_phase1_output_is_cached_and_reused(toy):
+    _, config = toy
+    import logging
+    config, net, train, valid, _ = build(config)
+    first = run_phase1(config, net, train, valid, logging.getLogger("test"))
+    config2, net2, train2, valid2, _ = build(dict(toy[1]))
+    second = run_phase1(config2, net2, train2, valid2, logging.getLogger("test"))
+    assert not first[2]["reused"] and second[2]["reused"]
+    assert first[2]["cache"] == second[2]["cache"]
+    assert torch.equal(first[0].cpu(), second[0].cpu()) and torch.equal(first[1].cpu(), second[1].cpu())
+    config3, net3, train3, valid3, _ = build(dict(toy[1], meta_margin=0.3))  # another m1: another key
+    assert run_phase1(config3, net3, train3, valid3, logging.getLogger("test"))[2]["cache"] != first[2]["cache"]
+
+
+def test_phase2_starts_from_the_moe_outputs(toy):
+    _, config = toy
+    import logging
+    config, net, train, valid, _ = build(config)
+    user_t, item_t, _ = run_phase1(config, net, train, valid, logging.getLogger("test"))
+    net.initialise_id_embeddings(user_t, item_t)
+    assert torch.allclose(net.backbone.user_embedding, net.manifold.expmap0_capped(user_t), atol=1e-6)
+    trainable = {n for n, p in net.named_parameters() if p.requires_grad}
+    assert "backbone.user_embedding" in trainable and "tag_embedding" in trainable
+    assert not any(n.startswith("moe.") for n in trainable) and "backbone.manifold.k" not in trainable
+
+
+@pytest.mark.parametrize("variant,ablation,terms", [
+    ("Base", "none", ("rank",)),
+    ("Structural", "none", ("rank", "tag", "cl")),
+    ("HyperLLM", "wo_cl", ("rank", "tag")),
+    ("HyperLLM", "wo_meta", ("rank", "tag", "cl")),
+])
+def test_variants_switch_loss_terms(toy, variant, ablation, terms):
+    _, config = toy
+    config, net, train, _, _ = build(dict(config, variant=variant, ablation=ablation))
+    batch = next(iter(train))
+    losses = net.calculate_loss(batch)
+    assert net.last_loss_names == terms and len(losses) == len(terms)
+    assert net.plan.joint_moe == (ablation == "wo_meta")
+
+
+def test_both_phases_end_to_end_through_the_run_script(toy):
+    tmp_path, config = toy
+    cmd = [sys.executable, os.path.join(ROOT, "run_recbole_hyperllm.py"), "--model=HyperLLM_HGCF", "--dataset=toy",
+           f"--data_path={tmp_path}", f"--checkpoint_dir={tmp_path / 'saved'}", "--epochs=2", "--meta_epochs=2",
+           "--embedding_size=8", "--num_experts=3", "--train_batch_size=64", "--show_progress=False"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = out.stdout + out.stderr
+    assert "phase 1: training the MoE" in log and "test result" in log
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
+    assert again.returncode == 0 and "phase 1: reusing" in again.stdout + again.stderr
+
+
+def test_authors_test_protocol_masks_only_training_items(toy):
+    _, config = toy
+    _, _, _, valid, test = build(dict(config))
+    default = [set(h.tolist()) for h in test.uid2history_item[1:4]]
+    use_test_protocol({"test_mask": "train"}, valid, test)
+    authors = [set(h.tolist()) for h in test.uid2history_item[1:4]]
+    assert all(a <= d for a, d in zip(authors, default)) and any(a < d for a, d in zip(authors, default))

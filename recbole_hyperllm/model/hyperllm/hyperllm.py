@@ -134,7 +134,10 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
         self.moe = MixtureOfExperts(users.size(1), config["embedding_size"], config["num_experts"])
 
     def _semantic_tangent(self, vectors):
-        return self.manifold.logmap0(self.manifold.expmap0(vectors, project=True))
+        # no_grad + detach: geoopt's TorchScript maps can return outputs that require grad
+        # once the JIT has specialised them, which would chain every batch to this buffer.
+        with torch.no_grad():
+            return self.manifold.logmap0(self.manifold.expmap0(vectors, project=True)).detach()
 
     # ----- phases -----------------------------------------------------------
     def enter_meta_phase(self):

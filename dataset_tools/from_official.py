@@ -122,6 +122,18 @@ def convert_phase1(directory, out, name, prefix, shape):
                    ((i, " ".join(repr(float(np.float32(v))) for v in values[i])) for i in range(rows)))
 
 
+def convert_release(src, out_root, name, phase1=None, phase1_prefix=None):
+    """Write OUT_ROOT/NAME/ from the release in SRC; returns the statistics (raises ReleaseError)."""
+    out = os.path.join(out_root, name)
+    os.makedirs(out, exist_ok=True)
+    shape, counts = convert_split(src, out, name)
+    stats = convert_tags(src, out, name, shape[1])
+    if phase1:
+        prefix = phase1_prefix or os.path.basename(os.path.normpath(src))
+        convert_phase1(phase1, out, name, prefix, shape)
+    return {"out": out, "users": shape[0], "items": shape[1], **counts, **stats}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("src", help="folder with the authors' matrices and tag JSON files")
@@ -130,18 +142,12 @@ def main(argv=None):
     parser.add_argument("--phase1", default=None, help="folder with <prefix>_user_*.pt and <prefix>_item_*.pt")
     parser.add_argument("--phase1-prefix", default=None, help="file prefix in --phase1 (default: SRC's folder name)")
     args = parser.parse_args(argv)
-    out = os.path.join(args.out, args.dataset)
-    os.makedirs(out, exist_ok=True)
     try:
-        shape, counts = convert_split(args.src, out, args.dataset)
-        stats = convert_tags(args.src, out, args.dataset, shape[1])
-        if args.phase1:
-            prefix = args.phase1_prefix or os.path.basename(os.path.normpath(args.src))
-            convert_phase1(args.phase1, out, args.dataset, prefix, shape)
+        stats = convert_release(args.src, args.out, args.dataset, args.phase1, args.phase1_prefix)
     except ReleaseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps({"out": out, "users": shape[0], "items": shape[1], **counts, **stats}))
+    print(json.dumps(stats))
     return 0
 
 

@@ -125,10 +125,17 @@ def trainer_statistics(trainer):
     }
 
 
-def objective_function(config_dict=None, config_file_list=None, saved=True):
-    """For RecBole's HyperTuning: like RecBole's, but through this plugin's models and trainers."""
-    model = (config_dict or {}).get("model")
-    dataset = (config_dict or {}).get("dataset")
+def objective_function(config_dict=None, config_file_list=None, saved=True, model=None, dataset=None):
+    """RecBole HyperTuning's objective, through this plugin's models and trainers.
+
+    RecBole's own ``objective_function`` cannot be used: it builds RecBole's
+    trainer (no Riemannian optimiser) and loads the best checkpoint with
+    torch's ``weights_only=True`` default, which refuses RecBole's pickled Config.
+    ``model``/``dataset`` come from the arguments, ``config_dict`` or the YAML files.
+    """
+    config_dict = dict(config_dict or {})
+    model = model or config_dict.get("model") or _key_from_files(config_file_list, "model")
+    dataset = dataset or config_dict.get("dataset") or _key_from_files(config_file_list, "dataset")
     result = run_recbole_hyperllm(model, dataset, config_file_list, config_dict, saved=saved)
     logging.getLogger().handlers.clear()
     return {
@@ -138,3 +145,15 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
         "best_valid_result": result["best_valid_result"],
         "test_result": result["test_result"],
     }
+
+
+def _key_from_files(config_file_list, key):
+    import yaml
+
+    value = None
+    for path in config_file_list or []:
+        with open(path, encoding="utf-8") as handle:
+            value = (yaml.safe_load(handle) or {}).get(key, value)
+    if value is None:
+        raise ValueError(f"no '{key}' given: pass --{key}=... or put '{key}:' in a config file")
+    return value

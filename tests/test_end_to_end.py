@@ -103,3 +103,18 @@ def test_authors_test_protocol_masks_only_training_items(toy):
     use_test_protocol({"test_mask": "train"}, valid, test)
     authors = [set(h.tolist()) for h in test.uid2history_item[1:4]]
     assert all(a <= d for a, d in zip(authors, default)) and any(a < d for a, d in zip(authors, default))
+
+
+def test_run_hyper_tries_each_point_of_a_search_space(toy):
+    tmp_path, _ = toy
+    space = tmp_path / "space.hyper"
+    space.write_text("margin choice [0.1,0.5]\n")
+    result = tmp_path / "hyper.txt"
+    cmd = [sys.executable, os.path.join(ROOT, "run_hyper.py"), "--model=HyperLLM_HGCF", "--dataset=toy",
+           f"--params_file={space}", f"--output_file={result}", "--algo=exhaustive", f"--data_path={tmp_path}",
+           f"--checkpoint_dir={tmp_path / 'saved'}", "--epochs=1", "--meta_epochs=1", "--embedding_size=8",
+           "--num_experts=3", "--show_progress=False"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=str(tmp_path), timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = result.read_text()
+    assert "margin:0.1" in text and "margin:0.5" in text and "recall@20" in text

@@ -20,7 +20,7 @@ import os
 import numpy as np
 import torch
 
-from recbole_hyperllm.atomic import read_columns
+from recbole_hyperllm.atomic import AtomicFileError, read_columns
 
 STRUCTURAL_FILES = {
     "tag": ["tag_id", "tag_level"],
@@ -42,7 +42,7 @@ def atomic_path(dataset, suffix):
 def _read(dataset, suffix, columns):
     path = atomic_path(dataset, suffix)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: HyperLLM needs it (columns {columns}). {HOW_TO_MAKE}")
+        raise AtomicFileError(f"{path} not found: HyperLLM needs it (columns {columns}). {HOW_TO_MAKE}")
     return path, read_columns(path, columns)
 
 
@@ -63,7 +63,7 @@ def load_tag_graph(dataset):
         index = np.array([vocab.get(t, -1) for t in tokens], dtype=np.int64)
         if (index < 0).any():
             line = int(np.flatnonzero(index < 0)[0]) + 2
-            raise ValueError(f"{path}, line {line}: {column} {tokens[line - 2]!r} is not a tag of {tag_path}; "
+            raise AtomicFileError(f"{path}, line {line}: {column} {tokens[line - 2]!r} is not a tag of {tag_path}; "
                              "add it there or remove the row")
         return index
 
@@ -73,7 +73,7 @@ def load_tag_graph(dataset):
     link_items = map_tokens(dataset, dataset.iid_field, links["item_id"])
     known = link_items > 0  # items without interactions have no ID embedding: their links are skipped
     if not known.any():
-        raise ValueError(f"{link_path}: no item_id matches an item of the interactions. {HOW_TO_MAKE}")
+        raise AtomicFileError(f"{link_path}: no item_id matches an item of the interactions. {HOW_TO_MAKE}")
     return parent, child, link_tags[known], link_items[known], len(vocab) + 1
 
 
@@ -83,10 +83,10 @@ def load_node_vectors(dataset, suffix, id_field, value_field, n_rows):
     ids = map_tokens(dataset, id_field, columns[id_field])
     values = columns[value_field]
     if values.ndim != 2 or values.shape[1] == 0:
-        raise ValueError(f"{path}: column {value_field} must be a non-empty float_seq")
+        raise AtomicFileError(f"{path}: column {value_field} must be a non-empty float_seq")
     if not np.isfinite(values).all():
         line = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0]) + 2
-        raise ValueError(f"{path}, line {line}: {value_field} contains NaN or inf")
+        raise AtomicFileError(f"{path}, line {line}: {value_field} contains NaN or inf")
     keep = ids > 0
     table = torch.zeros(n_rows, values.shape[1])
     table[torch.from_numpy(ids[keep])] = torch.from_numpy(values[keep])
@@ -95,6 +95,6 @@ def load_node_vectors(dataset, suffix, id_field, value_field, n_rows):
     missing = np.flatnonzero(~present[1:]) + 1
     if len(missing):
         examples = dataset.field2id_token[id_field][missing[:5]].tolist()
-        raise ValueError(f"{path}: {len(missing)} values of {id_field} have no row, e.g. {examples}; "
+        raise AtomicFileError(f"{path}: {len(missing)} values of {id_field} have no row, e.g. {examples}; "
                          f"every user/item of the interactions needs a vector. {HOW_TO_MAKE}")
     return table

@@ -1,0 +1,191 @@
+"""Reproduce the HGCF rows of HyperLLM's Table 3 (Beauty) through the plugin's public API.
+
+    python benchmarks/reproduce_table3.py --data ../shared/data/hyperllm-official \
+        --models HGCF,HyperLLM_HGCF --out results/table3.json [--epochs N] [--seed S]
+
+Model names: a plugin model (``HGCF``, ``HyperLLM_HGCF``) or a HyperLLM variant
+written ``HyperLLM_HGCF:Structural`` / ``HyperLLM_HGCF:Semantic`` (variant over
+the same YAML). Each runs in its own process (so ``peak_rss_mb`` is that run's)
+with ``properties/beauty/dataset.yaml`` + ``properties/beauty/<model>.yaml``
+(the authors' hyper-parameters). The release is converted with
+``dataset_tools.from_official`` into ``--workdir`` (a temporary folder by
+default); the release itself is never copied into the project.
+
+Writes JSON: one object per model name with ``test`` and ``valid`` (RecBole's
+metric keys), ``best_epoch``, ``epochs``, ``sec_per_epoch`` (median train +
+validation seconds per epoch), ``peak_rss_mb``, ``seconds`` (whole run) and the
+config used, then prints a table beside the paper's numbers.
+If the release is absent it says so and exits 0 (nothing to reproduce).
+"""
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DATASET = "Amazon_Beauty"
+METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+# Table 3 of the paper, Beauty column (also in the release README).
+PAPER = {
+    "HGCF": (0.1150, 0.1604, 0.0651, 0.0771),
+    "HyperLLM_HGCF:Structural": (0.1176, 0.1656, 0.0675, 0.0801),
+    "HyperLLM_HGCF:Semantic": (0.1281, 0.1848, 0.0722, 0.0870),
+    "HyperLLM_HGCF": (0.1289, 0.1889, 0.0736, 0.0893),
+    "HRCF": (0.1154, 0.1607, 0.0649, 0.0768),
+    "HyperLLM_HRCF": (0.1297, 0.1904, 0.0736, 0.0895),
+    "HICF": (0.1207, 0.1685, 0.0696, 0.0820),
+    "HyperLLM_HICF": (0.1404, 0.1978, 0.0807, 0.0956),
+    "HGCH": (0.1200, 0.1727, 0.0663, 0.0801),
+    "HyperLLM_HGCH": (0.1296, 0.1861, 0.0725, 0.0872),
+    "HyperCL": (0.1144, 0.1659, 0.0637, 0.0772),
+    "HyperLLM_HyperCL": (0.1227, 0.1803, 0.0677, 0.0827),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "hyperllm-official"),
+                        help="the authors' release: DIR/beauty and DIR/phase1")
+    parser.add_argument("--models", default="HGCF,HyperLLM_HGCF")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "table3.json"))
+    parser.add_argument("--epochs", type=int, default=None, help="cap on training epochs (smoke runs)")
+    parser.add_argument("--seed", type=int, default=None, help="default: the YAML's seed (1234)")
+    parser.add_argument("--workdir", default=None, help="where the converted atomic files go (default: temporary)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra RecBole config for every model, e.g. --set test_mask=train_valid")
+    return parser.parse_args(argv)
+
+
+def split_model(name):
+    """'HyperLLM_HGCF:Structural' -> ('HyperLLM_HGCF', {'variant': 'Structural'})."""
+    model, _, variant = name.partition(":")
+    return model, ({"variant": variant} if variant else {})
+
+
+def config_files(model):
+    files = [ROOT / "properties" / "beauty" / "dataset.yaml", ROOT / "properties" / "beauty" / f"{model}.yaml"]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise SystemExit(f"no Beauty hyper-parameters for {model}: {missing} missing")
+    return [str(f) for f in files]
+
+
+def parse_value(text):
+    import yaml
+    return yaml.safe_load(text)
+
+
+def convert(data, workdir):
+    from dataset_tools.from_official import convert_release
+    target = Path(workdir) / DATASET
+    if not (target / f"{DATASET}.train.inter").is_file():
+        convert_release(str(Path(data) / "beauty"), str(workdir), DATASET, phase1=str(Path(data) / "phase1"))
+    return str(workdir)
+
+
+def run_one(model, config_dict, files, queue):
+    from recbole_hyperllm.quick_start import run_recbole_hyperllm
+    try:
+        run_recbole_hyperllm(model, DATASET, files, config_dict, queue=queue)
+    except Exception as error:  # reported by the parent, never turned into metrics
+        queue.put({"error": f"{type(error).__name__}: {error}"})
+
+
+def run_in_subprocess(model, config_dict, files):
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=run_one, args=(model, config_dict, files, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def summarise(name, model, config_dict, result):
+    if "error" in result:
+        return {"error": result["error"], "config": config_dict}
+    return {
+        "model": model,
+        "test": result["test_result"],
+        "valid": result["best_valid_result"],
+        "best_epoch": result["best_epoch"],
+        "epochs": result["epochs"],
+        "sec_per_epoch": result["sec_per_epoch"],
+        "train_sec_per_epoch": result.get("train_sec_per_epoch"),
+        "valid_sec_per_epoch": result.get("valid_sec_per_epoch"),
+        "peak_rss_mb": result["peak_rss_mb"],
+        "seconds": result["seconds"],
+        "phase1": result.get("phase1"),
+        "config": config_dict,
+    }
+
+
+def print_table(results):
+    header = f"{'model':28s} " + " ".join(f"{m:>17s}" for m in METRICS) + "  best_ep  epochs  s/epoch  RSS MB"
+    print(header)
+    print("-" * len(header))
+    for name, entry in results.items():
+        if "error" in entry:
+            print(f"{name:28s} ERROR {entry['error']}")
+            continue
+        paper = PAPER.get(name, (None,) * 4)
+        cells = []
+        for metric, reference in zip(METRICS, paper):
+            value = entry["test"][metric]
+            cells.append(f"{value:.4f} ({reference:.4f})" if reference else f"{value:.4f} (  -   )")
+        print(f"{name:28s} " + " ".join(f"{c:>17s}" for c in cells)
+              + f"  {entry['best_epoch']!s:>7s}  {entry['epochs']:>6d}  {entry['sec_per_epoch']:7.2f}  {entry['peak_rss_mb']:6.0f}")
+    print("(paper's Table 3 in parentheses; test set, best validation epoch)")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if not (Path(args.data) / "beauty" / "train_matrix.npz").is_file():
+        print(f"skipped: the authors' release is not at {args.data} (expected beauty/ and phase1/ there)")
+        return 0
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: write KEY=VALUE")
+        overrides[key] = parse_value(value)
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+
+    workdir_handle = None
+    if args.workdir:
+        workdir = args.workdir
+        os.makedirs(workdir, exist_ok=True)
+    else:
+        workdir_handle = tempfile.TemporaryDirectory(prefix="hyperllm-beauty-")
+        workdir = workdir_handle.name
+    data_path = convert(args.data, workdir)
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        model, variant = split_model(name)
+        config_dict = {"data_path": data_path, "show_progress": False,
+                       "checkpoint_dir": os.path.join(workdir, "saved"), **variant, **overrides}
+        print(f"== {name}", flush=True)
+        result = run_in_subprocess(model, config_dict, config_files(model))
+        results[name] = summarise(name, model, config_dict, result)
+        partial = str(out) + ".partial"
+        with open(partial, "w") as handle:  # written after every model: a crash loses no finished run
+            json.dump(results, handle, indent=2)
+        os.replace(partial, out)
+    print_table({k: v for k, v in results.items()})
+    failed = [k for k, v in results.items() if "error" in v]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

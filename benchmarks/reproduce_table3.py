@@ -112,6 +112,8 @@ def summarise(name, model, config_dict, result):
     return {
         "model": model,
         "test": result["test_result"],
+        "test_mask": result.get("test_mask"),
+        "test_other_mask": result.get("test_result_other_mask"),
         "valid": result["best_valid_result"],
         "best_epoch": result["best_epoch"],
         "epochs": result["epochs"],

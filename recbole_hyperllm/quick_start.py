@@ -42,14 +42,31 @@ def declare_hyperllm_files(config):
     return plan
 
 
+TEST_MASKS = ("train_valid", "train")
+
+
 def use_test_protocol(config, valid_data, test_data):
     """``test_mask: train`` masks only training items at test time (the authors' code);
-    RecBole's default (``train_valid``) also masks validation items."""
+    RecBole's default (``train_valid``) also masks validation items.
+
+    Returns {mask: history} for both protocols, so the other one can be evaluated too.
+    """
     mode = config["test_mask"] or "train_valid"
-    if mode == "train":
-        test_data.uid2history_item = valid_data.uid2history_item
-    elif mode != "train_valid":
+    if mode not in TEST_MASKS:
         raise ValueError(f"config key 'test_mask' is {mode!r}; use 'train_valid' (RecBole) or 'train' (authors)")
+    histories = {"train_valid": test_data.uid2history_item, "train": valid_data.uid2history_item}
+    test_data.uid2history_item = histories[mode]
+    return histories
+
+
+def evaluate_other_mask(trainer, test_data, histories, mode, show_progress):
+    """Test metrics of the same (already loaded) model under the protocol not selected."""
+    other = TEST_MASKS[1 - TEST_MASKS.index(mode)]
+    test_data.uid2history_item = histories[other]
+    try:
+        return other, dict(trainer.evaluate(test_data, load_best_model=False, show_progress=show_progress))
+    finally:
+        test_data.uid2history_item = histories[mode]
 
 
 def peak_rss_mb():
@@ -68,7 +85,7 @@ def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config
     data = create_dataset(config)
     logger.info(data)
     train_data, valid_data, test_data = data_preparation(config, data)
-    use_test_protocol(config, valid_data, test_data)
+    histories = use_test_protocol(config, valid_data, test_data)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model_class = get_model(config["model"])
@@ -91,6 +108,8 @@ def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config
     else:
         best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=show)
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show)
+    other_mask, other_result = evaluate_other_mask(
+        trainer, test_data, histories, config["test_mask"] or "train_valid", show)
 
     environment_tb = get_environment(config)
     logger.info("The running environment of this training is as follows:\n" + environment_tb.draw())
@@ -101,6 +120,8 @@ def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config
         valid_score_bigger=config["valid_metric_bigger"],
         best_valid_result=dict(best_valid_result or {}),
         test_result=dict(test_result),
+        test_mask=config["test_mask"] or "train_valid",
+        test_result_other_mask={"test_mask": other_mask, **other_result},
         **trainer_statistics(trainer),
         seconds=time.perf_counter() - started,
         peak_rss_mb=peak_rss_mb(),

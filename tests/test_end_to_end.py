@@ -27,6 +27,9 @@ def test_hgcf_on_bundled_ml100k_trains_and_reports_metrics(tmp_path):
     assert set(result["test_result"]) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}
     assert 0.0 < result["test_result"]["recall@20"] <= 1.0
     assert result["best_epoch"] == 0 and result["epochs"] == 1
+    other = result["test_result_other_mask"]
+    assert result["test_mask"] == "train_valid" and other["test_mask"] == "train"
+    assert set(other) == {"test_mask", "recall@10", "recall@20", "ndcg@10", "ndcg@20"}
 
 
 def test_phase1_trains_only_the_moe(toy):

@@ -56,6 +56,9 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=None, help="cap on training epochs (smoke runs)")
     parser.add_argument("--seed", type=int, default=None, help="default: the YAML's seed (1234)")
     parser.add_argument("--workdir", default=None, help="where the converted atomic files go (default: temporary)")
+    parser.add_argument("--rerun", action="store_true",
+                        help="run models again that --out already holds (default: keep them, so a crashed "
+                             "benchmark resumes where it stopped)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra RecBole config for every model, e.g. --set test_mask=train_valid")
     return parser.parse_args(argv)
@@ -175,6 +178,9 @@ def main(argv=None):
     results = json.loads(out.read_text()) if out.is_file() else {}
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         model, variant = split_model(name)
+        if name in results and "error" not in results[name] and not args.rerun:
+            print(f"== {name}: kept from {out} (use --rerun to run it again)", flush=True)
+            continue
         config_dict = {"data_path": data_path, "show_progress": False,
                        "checkpoint_dir": os.path.join(workdir, "saved"), **variant, **overrides}
         print(f"== {name}", flush=True)

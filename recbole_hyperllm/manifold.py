@@ -9,30 +9,56 @@ distance from the origin at ``max_norm`` (1.5 in the authors' runs).
 import geoopt
 import torch
 
-__all__ = ["LorentzBall", "minkowski_gram", "acosh_clamped", "sqdist_pairs", "sqdist_all"]
+__all__ = ["LorentzBall", "minkowski_inner", "minkowski_gram", "acosh_clamped", "sqdist_pairs", "sqdist_all"]
 
 # Inner products below -(1 + eps) are clamped so that arcosh has a finite gradient.
 ACOSH_EPS = 1e-7
 
 
 class LorentzBall(geoopt.Lorentz):
-    """geoopt's hyperboloid (k = 1) with a capped exponential map at the origin.
+    """geoopt's hyperboloid (k = 1) with the authors' caps and a stable transport.
 
-    ``expmap0_capped`` is geoopt's ``expmap0`` with the tangent vector's
-    (Minkowski) norm, i.e. the hyperbolic distance from the origin, capped at
-    ``max_norm``: the authors' ``_expmap0`` clamps that norm at EXP_MAX_NORM = 1.5
-    (Qin-lab-code/HyperLLM, ``manifolds/lmath.py``). ``max_norm=None`` disables the cap.
+    * ``expmap0_capped`` is geoopt's ``expmap0`` with the tangent vector's
+      (Minkowski) norm, i.e. the hyperbolic distance from the origin, capped at
+      ``max_norm``: the authors' ``_expmap0`` clamps that norm at EXP_MAX_NORM = 1.5
+      (Qin-lab-code/HyperLLM, ``manifolds/lmath.py``). ``max_norm=None`` disables the cap.
+    * ``retr`` (the Riemannian optimisers' step) caps the step length at
+      ``max_step``, as the authors' ``_expmap`` does (EXP_MAX_NORM again).
+    * ``transp`` is the closed-form parallel transport of the hyperboloid,
+      v + <y, v>_L / (1 - <x, y>_L) (x + y) (as in the authors' ``lmath._parallel_transport``).
+      geoopt 0.5.1 divides by d(x, y)^2 instead, which in float32 returns entries of
+      1e3-1e14 for ordinary steps and made momentum RSGD diverge to NaN here.
     """
 
-    def __init__(self, max_norm=1.5):
+    def __init__(self, max_norm=1.5, max_step=1.5):
         super().__init__(k=1.0)
         self.max_norm = float(max_norm) if max_norm else None
+        self.max_step = float(max_step) if max_step else None
+
+    def _capped(self, u, cap):
+        if cap:
+            u = u * torch.clamp(cap / self.norm(u, keepdim=True), max=1.0)
+        return u
 
     def expmap0_capped(self, u):
         """exp_0(u * min(1, max_norm / ||u||_L)), projected onto the hyperboloid."""
-        if self.max_norm:
-            u = u * torch.clamp(self.max_norm / self.norm(u, keepdim=True), max=1.0)
-        return self.expmap0(u, project=True)
+        return self.expmap0(self._capped(u, self.max_norm), project=True)
+
+    def retr(self, x, u, *, dim=-1):
+        """exp_x of the step u (projected on T_x) with its length capped at ``max_step``."""
+        u = self._capped(self.proju(x, u, dim=dim), self.max_step)
+        return self.expmap(x, u, norm_tan=False, project=True, dim=dim)
+
+    def transp(self, x, y, v, *, dim=-1):
+        """Parallel transport of v from T_x to T_y along the geodesic (k = 1)."""
+        coefficient = minkowski_inner(y, v) / torch.clamp_min(1.0 - minkowski_inner(x, y), 1e-7)
+        return v + coefficient * (x + y)
+
+
+def minkowski_inner(x, y):
+    """<x, y>_L = -x_0 y_0 + sum_i x_i y_i (Eq. 2), row-wise, keeping the last dim."""
+    product = x * y
+    return product.narrow(-1, 1, x.size(-1) - 1).sum(-1, keepdim=True) - product.narrow(-1, 0, 1)
 
 
 def minkowski_gram(x, y):

@@ -15,7 +15,7 @@ import torch
 from recbole_hyperllm.trainer import Phase1Trainer
 
 KEY_CONFIG = (
-    "embedding_size", "n_layers", "max_norm", "init_scale", "num_experts", "meta_margin", "learner",
+    "embedding_size", "n_layers", "max_norm", "max_step", "init_scale", "num_experts", "meta_margin", "learner",
     "learning_rate", "weight_decay", "momentum", "train_batch_size", "meta_epochs", "meta_stopping_step",
     "seed", "valid_metric", "eval_args", "train_neg_sample_args",
 )

@@ -72,7 +72,7 @@ class HyperbolicBackbone(PropagatedScoring, GeneralRecommender):
         self.n_layers = config["n_layers"]
         self.margin = config["margin"]
         self.init_scale = config["init_scale"]
-        self.manifold = LorentzBall(max_norm=config["max_norm"])
+        self.manifold = LorentzBall(max_norm=config["max_norm"], max_step=config["max_step"])
         self.user_embedding = self.new_node_embeddings(self.n_users)
         self.item_embedding = self.new_node_embeddings(self.n_items)
         self.ui_graph = self.user_item_graph(dataset)

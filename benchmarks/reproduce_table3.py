@@ -59,6 +59,8 @@ def parse_args(argv=None):
     parser.add_argument("--rerun", action="store_true",
                         help="run models again that --out already holds (default: keep them, so a crashed "
                              "benchmark resumes where it stopped)")
+    parser.add_argument("--markdown", action="store_true",
+                        help="only print the table of --out as Markdown (no training)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra RecBole config for every model, e.g. --set test_mask=train_valid")
     return parser.parse_args(argv)
@@ -148,8 +150,30 @@ def print_table(results):
     print("(paper's Table 3 in parentheses; test set, best validation epoch)")
 
 
+def markdown_table(results):
+    lines = ["| model | R@10 | R@20 | N@10 | N@20 | paper R@20 / N@20 | other mask R@20 / N@20 | best epoch / epochs | s/epoch (train + valid) | whole run s | peak RSS MB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, entry in results.items():
+        if "error" in entry:
+            lines.append(f"| {name} | error: {entry['error']} | | | | | | | | | |")
+            continue
+        test, paper = entry["test"], PAPER.get(name)
+        other = entry.get("test_other_mask") or {}
+        paper_cell = f"{paper[1]:.4f} / {paper[3]:.4f}" if paper else "-"
+        other_cell = (f"{other['recall@20']:.4f} / {other['ndcg@20']:.4f} ({other['test_mask']})" if other else "-")
+        lines.append(
+            f"| {name} | " + " | ".join(f"{test[m]:.4f}" for m in METRICS) + f" | {paper_cell} | {other_cell} | "
+            f"{entry['best_epoch']} / {entry['epochs']} | {entry['sec_per_epoch']:.2f} "
+            f"({entry['train_sec_per_epoch']:.2f} + {entry['valid_sec_per_epoch']:.2f}) | {entry['seconds']:.0f} | "
+            f"{entry['peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.markdown:
+        print(markdown_table(json.loads(Path(args.out).read_text())))
+        return 0
     if not (Path(args.data) / "beauty" / "train_matrix.npz").is_file():
         print(f"skipped: the authors' release is not at {args.data} (expected beauty/ and phase1/ there)")
         return 0

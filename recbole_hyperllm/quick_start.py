@@ -101,6 +101,10 @@ def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config
             net.initialise_id_embeddings(user_t, item_t)
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    if config["resume_from"]:
+        if not isinstance(trainer, HyperbolicTrainer):
+            raise ValueError("resume_from works with this plugin's models only")
+        trainer.resume_progress(config["resume_from"])
     if isinstance(net, HyperLLM) and net.plan.only_phase1:
         best_valid_score, best_valid_result = result["phase1"]["best_valid_score"], trainer.evaluate(
             valid_data, load_best_model=False, show_progress=show)

@@ -8,8 +8,12 @@
 * checkpoint loading that works on torch >= 2.6 (RecBole pickles its Config into
   the checkpoint, which ``weights_only=True`` refuses; the file is the one this
   trainer wrote in this run);
-* per-epoch timings and the validation history (``best_epoch``).
+* per-epoch timings and the validation history (``best_epoch``);
+* a progress checkpoint after every epoch (``<best file>-last.pth``, written
+  atomically) from which ``resume_from`` continues a crashed run at the next
+  epoch with the model, optimiser state, early-stopping state and best file.
 """
+import os
 import time
 
 import numpy as np
@@ -46,6 +50,7 @@ class HyperbolicTrainer(Trainer):
         self.valid_history = []
         self.train_seconds = []
         self.valid_seconds = []
+        self.progress_file = self.saved_model_file.replace(".pth", "-last.pth")
 
     def _build_optimizer(self, **kwargs):
         params = [p for p in kwargs.pop("params", self.model.parameters()) if p.requires_grad]
@@ -59,6 +64,8 @@ class HyperbolicTrainer(Trainer):
         return super()._build_optimizer(params=params, learner=learner, learning_rate=lr, weight_decay=weight_decay)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if epoch_idx > self.start_epoch:  # the state after epoch_idx - 1, validation included
+            self.save_progress(epoch_idx)
         loss_func = loss_func or self.model.calculate_loss
         batch_counter = iter(range(10**12))
 
@@ -105,6 +112,47 @@ class HyperbolicTrainer(Trainer):
             self.logger.info(f"Loading model structure and parameters from {model_file or self.saved_model_file}")
         return super().evaluate(eval_data, load_best_model=False, model_file=model_file, show_progress=show_progress)
 
+    def save_progress(self, next_epoch):
+        """Everything needed to continue at ``next_epoch`` (atomic write: a crash keeps the previous file)."""
+        state = {
+            "model": self.config["model"], "dataset": self.config["dataset"], "next_epoch": next_epoch,
+            "cur_step": self.cur_step, "best_valid_score": self.best_valid_score,
+            "best_valid_result": self.best_valid_result, "best_model_file": self.saved_model_file,
+            "state_dict": self.model.state_dict(), "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(), "valid_history": self.valid_history,
+            "train_seconds": self.train_seconds, "valid_seconds": self.valid_seconds,
+        }
+        partial = self.progress_file + ".partial"
+        torch.save(state, partial)
+        os.replace(partial, self.progress_file)
+        if next_epoch == self.start_epoch + 1:
+            self.logger.info(f"progress checkpoint after every epoch: {self.progress_file} "
+                             f"(after a crash, rerun with --resume_from={self.progress_file})")
+
+    def resume_progress(self, progress_file):
+        """Continue a run from a file written by ``save_progress``."""
+        if not os.path.isfile(progress_file):
+            raise FileNotFoundError(f"resume_from: {progress_file} not found (it is the '-last.pth' file the "
+                                    "interrupted run logged)")
+        state = load_trusted_checkpoint(progress_file, self.device)
+        if (state["model"], state["dataset"]) != (self.config["model"], self.config["dataset"]):
+            raise ValueError(f"resume_from: {progress_file} is a {state['model']} run on {state['dataset']}, "
+                             f"not {self.config['model']} on {self.config['dataset']}")
+        self.model.load_state_dict(state["state_dict"])
+        self.model.load_other_parameter(state.get("other_parameter"))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.start_epoch = state["next_epoch"]
+        self.cur_step = state["cur_step"]
+        self.best_valid_score = state["best_valid_score"]
+        self.best_valid_result = state["best_valid_result"]
+        self.saved_model_file = state["best_model_file"]
+        self.progress_file = progress_file
+        self.valid_history = list(state["valid_history"])
+        self.train_seconds = list(state["train_seconds"])
+        self.valid_seconds = list(state["valid_seconds"])
+        self.logger.info(f"resuming from {progress_file} at epoch {self.start_epoch} "
+                         f"(best valid score so far {self.best_valid_score})")
+
     def resume_checkpoint(self, resume_file):
         """RecBole's resume, reading the checkpoint as trusted (see ``load_trusted_checkpoint``)."""
         checkpoint = load_trusted_checkpoint(resume_file, self.device)
@@ -127,3 +175,4 @@ class Phase1Trainer(HyperbolicTrainer):
         self.epochs = config["meta_epochs"] or self.epochs
         self.stopping_step = config["meta_stopping_step"] or self.stopping_step
         self.saved_model_file = self.saved_model_file.replace(".pth", "-phase1.pth")
+        self.progress_file = self.saved_model_file.replace(".pth", "-last.pth")

@@ -121,3 +121,21 @@ def test_run_hyper_tries_each_point_of_a_search_space(toy):
     assert out.returncode == 0, out.stderr[-3000:]
     text = result.read_text()
     assert "margin:0.1" in text and "margin:0.5" in text and "recall@20" in text
+
+
+def test_an_interrupted_run_resumes_from_its_progress_checkpoint(toy):
+    tmp_path, config = toy
+    first = run_recbole_hyperllm("HGCF", "toy", config_dict=dict(config, epochs=2))
+    progress = [p for p in os.listdir(tmp_path / "saved") if p.endswith("-last.pth")]
+    assert len(progress) == 1  # the state after epoch 0, written when epoch 1 started
+    state = torch.load(tmp_path / "saved" / progress[0], weights_only=False)
+    assert state["next_epoch"] == 1 and len(state["valid_history"]) == 1
+    state["best_valid_score"] = 123.0  # a score no run reaches: proves the state was restored
+    torch.save(state, tmp_path / "saved" / progress[0])
+    resumed = run_recbole_hyperllm("HGCF", "toy", config_dict=dict(
+        config, epochs=3, resume_from=str(tmp_path / "saved" / progress[0])))
+    assert resumed["best_valid_score"] == 123.0
+    assert resumed["epochs"] == 3  # epoch 0 from the checkpoint, epochs 1 and 2 trained now
+    assert first["epochs"] == 2 and set(resumed["test_result"]) == set(first["test_result"])
+    with pytest.raises(FileNotFoundError, match="resume_from"):
+        run_recbole_hyperllm("HGCF", "toy", config_dict=dict(config, resume_from=str(tmp_path / "nothing.pth")))

@@ -115,7 +115,6 @@ def _parse_floats(path, column, values):
     try:
         return np.asarray(values, dtype=np.float64)
     except ValueError:
-        flat = values.ravel() if hasattr(values, "ravel") else values
         for i, value in enumerate(np.asarray(values, dtype=object)):
             try:
                 np.asarray(value, dtype=np.float64)

@@ -10,7 +10,7 @@
 """
 import torch
 
-from recbole_hyperllm.manifold import minkowski_gram, sqdist_all, sqdist_pairs
+from recbole_hyperllm.manifold import flip_space, sqdist_all, sqdist_pairs
 
 __all__ = ["margin_ranking_loss", "hyperbolic_infonce", "hyperbolic_infonce_reference", "hyperbolic_infonce_in_batch"]
 
@@ -22,11 +22,6 @@ def margin_ranking_loss(anchor, positive, negative, margin):
     a float or a per-triple tensor (adaptive margins).
     """
     return torch.clamp_min(sqdist_pairs(anchor, positive) - sqdist_pairs(anchor, negative) + margin, 0.0).sum()
-
-
-def _flip_space(x):
-    """x J with J = diag(1, -1, ..., -1), so that x_i . (y J)_j = -<x_i, y_j>_L."""
-    return torch.cat([x.narrow(-1, 0, 1), -x.narrow(-1, 1, x.size(-1) - 1)], dim=-1)
 
 
 class _ChunkBuffers:
@@ -69,7 +64,7 @@ def _infonce_rows(h1_rows, h2_flipped, first_row, tau, buffers, want_grad):
     scale = (-2.0 / tau) / row_sum
     h2_diag = h2_flipped[first_row:first_row + rows]
     grad_rows = (ratio @ h2_flipped) * scale.unsqueeze(1) + (2.0 / tau) * diag_ratio.unsqueeze(1) * h2_diag
-    h1_flipped = _flip_space(h1_rows)
+    h1_flipped = flip_space(h1_rows)
     grad_h2 = ratio.t() @ (h1_flipped * scale.unsqueeze(1))
     grad_h2[first_row:first_row + rows] += (2.0 / tau) * diag_ratio.unsqueeze(1) * h1_flipped
     return loss, grad_rows, grad_h2
@@ -80,7 +75,7 @@ class _ExactInfoNCE(torch.autograd.Function):
     def forward(ctx, h1, h2, tau, chunk_size):
         want_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         n = h1.size(0)
-        h2_flipped = _flip_space(h2)
+        h2_flipped = flip_space(h2)
         buffers = _ChunkBuffers(min(chunk_size, n), n, h1)
         total = h1.new_zeros(())
         grad_h1 = torch.empty_like(h1) if want_grad else None

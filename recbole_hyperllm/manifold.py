@@ -9,7 +9,7 @@ distance from the origin at ``max_norm`` (1.5 in the authors' runs).
 import geoopt
 import torch
 
-__all__ = ["LorentzBall", "minkowski_inner", "minkowski_gram", "acosh_clamped", "sqdist_pairs", "sqdist_all"]
+__all__ = ["LorentzBall", "minkowski_inner", "flip_space", "minkowski_gram", "acosh_clamped", "sqdist_pairs", "sqdist_all"]
 
 # Inner products below -(1 + eps) are clamped so that arcosh has a finite gradient.
 ACOSH_EPS = 1e-7
@@ -61,10 +61,14 @@ def minkowski_inner(x, y):
     return product.narrow(-1, 1, x.size(-1) - 1).sum(-1, keepdim=True) - product.narrow(-1, 0, 1)
 
 
+def flip_space(x):
+    """x J with J = diag(1, -1, ..., -1), so that x_i . (y J)_j = -<x_i, y_j>_L."""
+    return torch.cat([x.narrow(-1, 0, 1), -x.narrow(-1, 1, x.size(-1) - 1)], dim=-1)
+
+
 def minkowski_gram(x, y):
     """-<x_i, y_j>_L for all pairs (Eq. 2 with the sign flipped): a (n, m) matrix >= 1."""
-    y_flipped = torch.cat([-y.narrow(-1, 0, 1), y.narrow(-1, 1, y.size(-1) - 1)], dim=-1)
-    return -(x @ y_flipped.t())
+    return x @ flip_space(y).t()
 
 
 def acosh_clamped(z):
@@ -74,10 +78,7 @@ def acosh_clamped(z):
 
 def sqdist_pairs(x, y):
     """Squared hyperbolic distance of row-aligned pairs (Eq. 4 squared, k = 1)."""
-    inner = (x.narrow(-1, 0, 1) * y.narrow(-1, 0, 1)).squeeze(-1) - (
-        x.narrow(-1, 1, x.size(-1) - 1) * y.narrow(-1, 1, y.size(-1) - 1)
-    ).sum(-1)
-    return acosh_clamped(inner) ** 2
+    return acosh_clamped(-minkowski_inner(x, y).squeeze(-1)) ** 2
 
 
 def sqdist_all(x, y):

@@ -101,10 +101,14 @@ class HyperbolicTrainer(Trainer):
         best = history.max() if self.valid_metric_bigger else history.min()
         return int(np.flatnonzero(history == best)[-1]) * self.eval_step + self.eval_step - 1
 
-    def load_best(self, model_file=None):
-        checkpoint = load_trusted_checkpoint(model_file or self.saved_model_file, self.device)
+    def _restore(self, checkpoint, with_optimizer=False):
         self.model.load_state_dict(checkpoint["state_dict"])
         self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        if with_optimizer:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+
+    def load_best(self, model_file=None):
+        self._restore(load_trusted_checkpoint(model_file or self.saved_model_file, self.device))
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if load_best_model and eval_data:
@@ -138,9 +142,7 @@ class HyperbolicTrainer(Trainer):
         if (state["model"], state["dataset"]) != (self.config["model"], self.config["dataset"]):
             raise ValueError(f"resume_from: {progress_file} is a {state['model']} run on {state['dataset']}, "
                              f"not {self.config['model']} on {self.config['dataset']}")
-        self.model.load_state_dict(state["state_dict"])
-        self.model.load_other_parameter(state.get("other_parameter"))
-        self.optimizer.load_state_dict(state["optimizer"])
+        self._restore(state, with_optimizer=True)
         self.start_epoch = state["next_epoch"]
         self.cur_step = state["cur_step"]
         self.best_valid_score = state["best_valid_score"]
@@ -161,9 +163,7 @@ class HyperbolicTrainer(Trainer):
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
-        self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self._restore(checkpoint, with_optimizer=True)
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
 

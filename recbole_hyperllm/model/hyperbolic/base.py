@@ -10,7 +10,7 @@ outside (by the HyperLLM wrapper) on graphs and inputs it does not own:
   ranking loss on triples of node indices of ``out`` (Eq. 6 for HGCF);
 * ``interaction_loss(out, interaction, margin)``: the loss terms of one RecBole
   batch, a dict name -> scalar (ranking loss plus any auxiliary terms);
-* ``sqdist_all`` / ``sqdist_pairs``: the distance used for scores.
+* ``sqdist_pairs`` / ``ranking_scores``: the distance and the full-ranking score.
 
 The HyperLLM wrapper only uses these methods, so a new backbone works with it as
 soon as it implements them.
@@ -21,7 +21,7 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
 from recbole_hyperllm.graph import bipartite_adjacency, row_normalise_with_self_loops, to_torch_sparse
-from recbole_hyperllm.manifold import LorentzBall, minkowski_gram, sqdist_all, sqdist_pairs
+from recbole_hyperllm.manifold import LorentzBall, minkowski_gram, sqdist_pairs
 
 
 class DivergenceError(RuntimeError):
@@ -109,9 +109,6 @@ class HyperbolicBackbone(PropagatedScoring, GeneralRecommender):
 
     def sqdist_pairs(self, x, y):
         return sqdist_pairs(x, y)
-
-    def sqdist_all(self, x, y):
-        return sqdist_all(x, y)
 
     def ranking_scores(self, users, items):
         """Full-ranking scores: <u, i>_L = -cosh(d(u, i)), which orders items exactly as -d^2

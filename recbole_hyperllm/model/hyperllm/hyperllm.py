@@ -18,7 +18,6 @@ RecBole model ``HyperLLM_HGCF``.
 from dataclasses import dataclass
 
 import torch
-from geoopt import ManifoldParameter
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
@@ -173,9 +172,13 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
             return self.moe(self.user_semantic), self.moe(self.item_semantic)
         return self.backbone.id_tangent()
 
-    def forward(self):
+    def _propagate_user_item(self):
+        """(item inputs, propagated user+item points) of the user-item graph."""
         user_t, item_t = self.input_tangent()
-        return self.backbone.propagate(torch.cat([user_t, item_t]), self.backbone.ui_graph)
+        return item_t, self.backbone.propagate(torch.cat([user_t, item_t]), self.backbone.ui_graph)
+
+    def forward(self):
+        return self._propagate_user_item()[1]
 
     def structural_terms(self, ui_out, item_tangent, interaction):
         """L_tag (Eq. 14) and w * L_cl (Eq. 15-16)."""
@@ -196,8 +199,7 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
 
     def calculate_loss(self, interaction):
         self._eval_cache = None
-        user_t, item_t = self.input_tangent()
-        ui_out = self.backbone.propagate(torch.cat([user_t, item_t]), self.backbone.ui_graph)
+        item_t, ui_out = self._propagate_user_item()
         margin = self.meta_margin if self.phase == "meta" else self.margin
         terms = self.backbone.interaction_loss(ui_out, interaction, margin)
         if self.plan.structural and self.phase != "meta":

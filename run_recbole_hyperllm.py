@@ -1,6 +1,7 @@
 """Train and test a recbole-hyperllm (or RecBole) model.
 
     python run_recbole_hyperllm.py --model=HGCF --dataset=ml-100k
+    python run_recbole_hyperllm.py --model=HyperLLM_HGCF --dataset=ml-100k   # offline: inputs made on first use
     python run_recbole_hyperllm.py --model=HyperLLM_HGCF --dataset=Amazon_Beauty \
         --config_files=properties/beauty/HyperLLM_HGCF.yaml --epochs=5 --margin=1.6
 
@@ -11,6 +12,7 @@ import sys
 
 from recbole_hyperllm.model.hyperbolic.base import DivergenceError
 from recbole_hyperllm.atomic import AtomicFileError
+from dataset_tools.common import PipelineError
 from recbole_hyperllm.quick_start import run_recbole_hyperllm
 
 if __name__ == "__main__":
@@ -22,6 +24,6 @@ if __name__ == "__main__":
     config_files = args.config_files.strip().split(" ") if args.config_files else None
     try:
         run_recbole_hyperllm(model=args.model, dataset=args.dataset, config_file_list=config_files)
-    except (AtomicFileError, DivergenceError) as error:
+    except (AtomicFileError, DivergenceError, PipelineError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -93,18 +93,19 @@ def convert(data, workdir):
     return str(workdir)
 
 
-def run_one(model, config_dict, files, queue):
+def run_one(model, config_dict, files, queue, dataset=DATASET):
     from recbole_hyperllm.quick_start import run_recbole_hyperllm
     try:
-        run_recbole_hyperllm(model, DATASET, files, config_dict, queue=queue)
+        run_recbole_hyperllm(model, dataset, files, config_dict, queue=queue)
     except Exception as error:  # reported by the parent, never turned into metrics
         queue.put({"error": f"{type(error).__name__}: {error}"})
 
 
-def run_in_subprocess(model, config_dict, files):
+def run_in_subprocess(model, config_dict, files, dataset=DATASET):
+    """One training run in a fresh process (its own peak memory); errors come back as {'error': ...}."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=run_one, args=(model, config_dict, files, queue))
+    process = context.Process(target=run_one, args=(model, config_dict, files, queue, dataset))
     process.start()
     result = queue.get()
     process.join()

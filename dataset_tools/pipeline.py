@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 import numpy as np
 from tqdm import tqdm
 
-from dataset_tools.common import PipelineError, clean_text, read_atomic_rows, replace_when_done, write_atomic_file
+from dataset_tools.common import (PipelineError, clean_text, file_fingerprint, read_atomic_rows, replace_when_done,
+                                  write_atomic_file)
 
 SPLITS = ("train", "valid", "test")
 INTER_HEADER = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
@@ -222,6 +223,14 @@ def run_items(folder, name, provider, concurrency=1, on_failure="fail", fallback
     return summary
 
 
+def users_split_fingerprint(folder):
+    """sha256 of the training file the user summaries were built from (None without pipeline users)."""
+    path = work_file(folder, "users.json")
+    if not os.path.isfile(path):
+        return None
+    return read_json(path, "users")["summary"].get("history", {}).get("train_sha256")
+
+
 def training_histories(folder, name):
     """{user: [items, most recent first]} from NAME.train.inter only (never valid/test)."""
     path = dataset_file(folder, name, "train.inter")
@@ -263,7 +272,8 @@ def run_users(folder, name, provider, concurrency=1, max_items=DEFAULT_MAX_USER_
     results, counts, tokens = run_jobs(jobs, provider.user_record, concurrency, "users")
     out_path = work_file(folder, "users.json")
     summary = {"provider": provider.describe(), "users": len(jobs), "status": counts, "tokens": tokens,
-               "history": {"source": f"{name}.train.inter", "max_items": max_items, "max_chars": max_chars}}
+               "history": {"source": f"{name}.train.inter", "max_items": max_items, "max_chars": max_chars,
+                           "train_sha256": file_fingerprint(dataset_file(folder, name, "train.inter"))}}
     try:
         fallback = (lambda user: fallback_provider.user_record(user, jobs[user][1])) if fallback_provider else None
         results = fill_failures(results, fallback, "user", out_path, on_failure)

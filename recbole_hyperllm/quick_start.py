@@ -9,7 +9,10 @@ from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
+from dataset_tools import pipeline
+from dataset_tools.common import file_fingerprint
 from recbole_hyperllm import atomic
+from recbole_hyperllm.default_data import use_bundled_ml100k
 from recbole_hyperllm.model import HyperLLM, VariantPlan
 from recbole_hyperllm.model.hyperllm.tag_data import HOW_TO_MAKE
 from recbole_hyperllm.phase1 import run_phase1
@@ -22,6 +25,8 @@ def create_config(model, dataset, config_file_list=None, config_dict=None):
     model_class = get_model(model)
     files = model_property_files(model) + list(config_file_list or [])
     config = Config(model=model_class, dataset=dataset, config_file_list=files, config_dict=config_dict)
+    needs = VariantPlan.from_config(config).atomic_files() if issubclass(model_class, HyperLLM) else {}
+    use_bundled_ml100k(config, structural="tag" in needs, semantic="useremb" in needs)
     if issubclass(model_class, HyperLLM):
         declare_hyperllm_files(config)
     return config
@@ -39,7 +44,27 @@ def declare_hyperllm_files(config):
                          f"ablation={config['ablation']})", HOW_TO_MAKE)
     if plan.structural:
         atomic.check_tag_references(data_path, config["dataset"])
+    if "useremb" in needed:
+        check_user_summaries_split(data_path, config["dataset"], config["benchmark_filename"])
     return plan
+
+
+def check_user_summaries_split(data_path, dataset, benchmark_filename):
+    """User summaries made by dataset_tools must come from the training split this run uses (no leak of
+    validation/test items into them)."""
+    built_from = pipeline.users_split_fingerprint(data_path)
+    if built_from is None:
+        return
+    train = os.path.join(data_path, f"{dataset}.train.inter")
+    if not benchmark_filename or "train" not in benchmark_filename:
+        raise atomic.AtomicFileError(
+            f"{os.path.join(data_path, dataset)}.useremb was built from {train} by dataset_tools, but this run "
+            "splits the interactions itself, so its validation/test items may be in the user summaries: set "
+            "benchmark_filename: [train, valid, test]")
+    if not os.path.isfile(train) or file_fingerprint(train) != built_from:
+        raise atomic.AtomicFileError(
+            f"{os.path.join(data_path, dataset)}.useremb was built from another training split than {train}: rerun "
+            f"`python -m dataset_tools users {dataset} --out {os.path.dirname(data_path)}` and the encode stage")
 
 
 TEST_MASKS = ("train_valid", "train")

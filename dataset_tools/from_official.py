@@ -49,15 +49,16 @@ def clean_name(name):
     return " ".join(str(name).replace("\t", " ").split())
 
 
-def tag_levels(n_tags, parent, child):
-    """Depth of each tag in the parent -> child graph (roots = 1), cycles cut after n passes."""
-    level = np.ones(n_tags, dtype=np.int64)
-    for _ in range(8):
-        updated = level.copy()
-        np.maximum.at(updated, child, level[parent] + 1)
-        if (updated == level).all():
-            break
-        level = np.minimum(updated, 9)
+def tag_levels(n_tags, tag_of_link):
+    """Level 1-3 of each tag by how many items carry it: the third of tags with most items is level 1.
+
+    The release keeps no levels, and its merged parent -> child graph has cycles (in the Beauty
+    release every tag with an edge has a parent too), so depth in that graph is undefined;
+    frequency is the proxy for broad -> specific. Tags without items are level 3."""
+    counts = np.bincount(np.asarray(tag_of_link, dtype=np.int64), minlength=n_tags)
+    order = np.argsort(-counts, kind="stable")
+    level = np.empty(n_tags, dtype=np.int64)
+    level[order] = 1 + (np.arange(n_tags) * 3) // max(n_tags, 1)
     return level
 
 
@@ -91,9 +92,7 @@ def convert_tags(src, out, name, n_items):
             raise ReleaseError(f"{src}: tag {tag} is used in an edge but missing from id_to_tag.json")
     if links and max(i for i, _ in links) >= n_items:
         raise ReleaseError(f"{src}/tag_to_item.json: item ids go beyond the {n_items} matrix columns")
-    parent = np.array([p for p, _ in edges], dtype=np.int64)
-    child = np.array([c for _, c in edges], dtype=np.int64)
-    level = tag_levels(n_tags, parent, child)
+    level = tag_levels(n_tags, [t for _, t in links])
     tags = sorted((int(k), clean_name(v)) for k, v in id_to_tag.items())
     write_rows(os.path.join(out, f"{name}.tag"), ["tag_id:token", "tag_name:token", "tag_level:float"],
                [(k, v, int(level[k])) for k, v in tags])

@@ -103,10 +103,11 @@ class MetadataProvider:
         """A template over the user's training items: the most frequent level-2 and level-3 tags."""
         middle = Counter(t for r in item_records for t in r["levels"][1])
         fine = Counter(t for r in item_records for t in r["levels"][2])
-        top = ", ".join(t for t, _ in middle.most_common(3))
-        detail = ", ".join(t for t, _ in fine.most_common(3))
-        summary = (f"Across {len(item_records)} recent {self.domain}s, mostly {top}; more specifically "
-                   f"{detail}.")
+        parts = [f"Across {len(item_records)} recent {self.domain}s"]
+        for label, counts in (("mostly", middle), ("more specifically", fine)):
+            if counts:
+                parts.append(f"{label} {', '.join(t for t, _ in counts.most_common(3))}")
+        summary = "; ".join(parts) + "."
         record, _ = validate_user_answer(json.dumps({"summary": summary}))
         return record, {"status": "ok", "asks": 0}
 

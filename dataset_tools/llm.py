@@ -149,6 +149,8 @@ class ChatClient:
                     continue
                 raise PipelineError(f"{self._where()} rejected the request (400): {self._reason(error)}") from None
             except (self.openai.APITimeoutError, self.openai.APIConnectionError, self.openai.APIStatusError) as error:
+                if isinstance(error, self.openai.APIStatusError) and self._fall_back_from(error):
+                    continue  # e.g. llama.cpp's server answers 500 to a json_schema response_format
                 status = getattr(error, "status_code", None)
                 if status is not None and status not in RETRYABLE_STATUS:
                     raise PipelineError(f"{self._where()} answered {status}: {self._reason(error)}") from None

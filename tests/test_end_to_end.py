@@ -23,7 +23,9 @@ def build(config_dict, model="HyperLLM_HGCF"):
 
 def test_hgcf_on_bundled_ml100k_trains_and_reports_metrics(tmp_path):
     result = run_recbole_hyperllm("HGCF", "ml-100k", config_dict={
-        "epochs": 1, "show_progress": False, "state": "ERROR", "checkpoint_dir": str(tmp_path)})
+        "epochs": 1, "show_progress": False, "state": "ERROR", "checkpoint_dir": str(tmp_path),
+        "data_path": str(tmp_path)})
+    assert sorted(os.listdir(tmp_path / "ml-100k"))[:2] == ["llm", "ml-100k.inter"]  # split made, no tags needed
     assert set(result["test_result"]) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}
     assert 0.0 < result["test_result"]["recall@20"] <= 1.0
     assert result["best_epoch"] == 0 and result["epochs"] == 1
@@ -139,3 +141,26 @@ def test_an_interrupted_run_resumes_from_its_progress_checkpoint(toy):
     assert first["epochs"] == 2 and set(resumed["test_result"]) == set(first["test_result"])
     with pytest.raises(FileNotFoundError, match="resume_from"):
         run_recbole_hyperllm("HGCF", "toy", config_dict=dict(config, resume_from=str(tmp_path / "nothing.pth")))
+
+
+def test_hyperllm_on_ml100k_runs_offline_from_a_fresh_folder(tmp_path):
+    """The README's default command: tags/summaries (metadata provider) and MiniLM embeddings made on first use."""
+    command = [sys.executable, os.path.join(ROOT, "run_recbole_hyperllm.py"), "--model=HyperLLM_HGCF",
+               "--dataset=ml-100k", f"--data_path={tmp_path}", f"--checkpoint_dir={tmp_path / 'saved'}",
+               "--epochs=1", "--meta_epochs=1", "--show_progress=False", "--state=ERROR"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "metadata provider" in done.stderr
+    folder = tmp_path / "ml-100k"
+    for suffix in ("train.inter", "valid.inter", "test.inter", "tag", "tagedge", "itemtag", "itememb", "useremb"):
+        assert (folder / f"ml-100k.{suffix}").is_file(), suffix
+    # the user summaries were built from this split only; a run that splits by itself is refused
+    from recbole_hyperllm.atomic import AtomicFileError
+    from recbole_hyperllm.quick_start import check_user_summaries_split
+    check_user_summaries_split(str(folder), "ml-100k", ["train", "valid", "test"])
+    with pytest.raises(AtomicFileError, match="benchmark_filename"):
+        check_user_summaries_split(str(folder), "ml-100k", None)
+    with open(folder / "ml-100k.train.inter", "a") as handle:
+        handle.write("1\t2\t5\t0\n")
+    with pytest.raises(AtomicFileError, match="another training split"):
+        check_user_summaries_split(str(folder), "ml-100k", ["train", "valid", "test"])

@@ -28,7 +28,7 @@ def make_text_dataset(root, name="films", n_users=12, n_items=10, seed=0):
     folder = os.path.join(root, name)
     os.makedirs(folder, exist_ok=True)
     rows = [(f"u{u}", f"i{i}", 5, u * 100 + k) for u in range(n_users)
-            for k, i in enumerate(rng.choice(n_items, size=6, replace=False))]
+            for k, i in enumerate(rng.choice(n_items, size=min(6, n_items), replace=False))]
     write(os.path.join(folder, f"{name}.inter"), pipeline.INTER_HEADER, rows)
     write(os.path.join(folder, f"{name}.item"), ["item_id:token", "title:token_seq", "year:token", "class:token_seq"],
           [(f"i{i}", f"Film number {i}", 1990 + i, f"{GENRES[i % 4]} {GENRES[(i + 1) % 4]}") for i in range(n_items)])

@@ -1,9 +1,12 @@
 """One CLI for the pipeline: ``python -m dataset_tools STAGE NAME --out DIR [options]``.
 
-Stages: ``movielens`` (RecBole's bundled ml-100k -> atomic), ``split``, ``items``,
-``users``, ``encode``, ``write``, ``stats``, and ``prepare`` (all of them in order;
-each skips or reuses what is already done). Raw Amazon dumps: ``python -m
-dataset_tools.amazon``. Examples::
+Stages: ``raw`` (Amazon review + metadata dumps -> atomic, see ``dataset_tools.amazon``),
+``movielens`` (RecBole's bundled ml-100k -> atomic), ``split``, ``items``, ``users``,
+``encode``, ``write``, ``stats``, and ``prepare`` (split to stats in order; each skips or
+reuses what is already done). Examples::
+
+    python -m dataset_tools raw Amazon_Toys --out dataset --reviews reviews_Toys_and_Games_5.json.gz \
+        --meta meta_Toys_and_Games.json.gz
 
     # offline: tags and summaries from the items' own fields (not an LLM), MiniLM embeddings
     python -m dataset_tools prepare ml-100k --out dataset --provider metadata
@@ -22,7 +25,7 @@ import sys
 from dataset_tools.common import PipelineError
 from dataset_tools import pipeline
 
-STAGES = ("movielens", "split", "items", "users", "encode", "write", "stats", "prepare")
+STAGES = ("raw", "movielens", "split", "items", "users", "encode", "write", "stats", "prepare")
 
 
 def build_parser():
@@ -32,6 +35,12 @@ def build_parser():
     parser.add_argument("dataset", help="dataset name (folder OUT/NAME, files NAME.inter, NAME.item, ...)")
     parser.add_argument("--out", default="dataset", help="root folder of the datasets (RecBole data_path)")
     parser.add_argument("--split-seed", type=int, default=2020, help="seed of the random 8:1:1 split per user")
+    raw = parser.add_argument_group("raw Amazon dumps (stage raw)")
+    raw.add_argument("--reviews", help="reviews_*.json.gz (2014), or the 2018/2023 JSON-lines review file")
+    raw.add_argument("--meta", help="meta_*.json.gz (2014), or the 2018/2023 JSON-lines metadata file")
+    raw.add_argument("--min-rating", type=float, default=4.0, help="keep ratings >= this")
+    raw.add_argument("--k", type=int, default=5, help="iterative k-core on users and items")
+    raw.add_argument("--keep-textless", action="store_true", help="keep items with no title and no description")
     provider = parser.add_argument_group("tags and summaries")
     provider.add_argument("--provider", choices=("metadata", "llm"), default="metadata",
                           help="metadata: built from the items' own fields, no LLM (offline); llm: the paper's "
@@ -86,6 +95,13 @@ def llm_provider(settings, folder, kind):
 
 
 def run_stage(stage, args, folder):
+    if stage == "raw":
+        from dataset_tools.amazon import convert_amazon
+
+        if not args.reviews or not args.meta:
+            raise PipelineError("stage raw needs --reviews FILE and --meta FILE")
+        return convert_amazon(args.reviews, args.meta, args.out, args.dataset, args.min_rating, args.k,
+                              require_text=not args.keep_textless)
     if stage == "movielens":
         return {"files": pipeline.import_movielens(folder, args.dataset)}
     if stage == "split":

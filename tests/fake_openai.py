@@ -27,6 +27,14 @@ class FakeOpenAI:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path.endswith("/embeddings"):
+                    with server.lock:
+                        server.requests["embeddings"] += 1
+                    vectors = [[float(len(text)), 1.0, 0.5] for text in body["input"]]
+                    return self._send(200, {"object": "list", "model": body["model"],
+                                            "data": [{"object": "embedding", "index": i, "embedding": v}
+                                                     for i, v in enumerate(vectors)],
+                                            "usage": {"prompt_tokens": 1, "total_tokens": 1}})
                 prompt = body["messages"][-1]["content"]
                 with server.lock:
                     server.requests[prompt] += 1

@@ -233,3 +233,45 @@ def test_killed_run_resumes_without_losing_or_repeating_a_call(tmp_path):
         # a call in flight when killed may be asked again; no finished call is:
         assert sum(server.requests.values()) <= 10 + 1
     assert len(cache.read_text().splitlines()) == 10
+
+
+def test_openai_embeddings_through_the_same_client_are_cached(tmp_path):
+    import openai
+
+    from dataset_tools.encode import VectorCache, encode_texts, load_encoder
+
+    with FakeOpenAI(lambda prompt, body: (200, "")) as server:
+        encoder = load_encoder("openai:text-embedding-3-large", openai.OpenAI(base_url=server.url, api_key="k"))
+        cache = VectorCache(str(tmp_path / "v.sqlite"))
+        first = encode_texts(["ab", "abcd", "ab"], encoder, cache)
+        assert first.shape == (3, 3) and first[0, 0] == 2 and first[1, 0] == 4
+        assert (encode_texts(["abcd", "ab"], encoder, cache) == first[[1, 0]]).all()
+        assert server.requests["embeddings"] == 1
+
+
+def test_an_encoder_that_cannot_be_loaded_offline_is_a_clear_error(tmp_path):
+    from dataset_tools.encode import load_encoder
+
+    with pytest.raises(PipelineError, match="no such local model folder"):
+        load_encoder("sentence-transformers/all-mpnet-base-v2")
+    with pytest.raises(PipelineError, match="openai: encoder needs an endpoint"):
+        load_encoder("openai:text-embedding-3-large")
+
+
+def test_long_histories_are_cut_to_the_most_recent_items_that_fit():
+    records = [{"summary": f"item {k} " + "x" * 90, "levels": [["a"], ["b"], ["c"]]} for k in range(10)]
+    assert [r["summary"][:6] for r in pipeline.fit_history(records, 3, 10_000)] == ["item 0", "item 1", "item 2"]
+    from dataset_tools.prompts import format_item_record
+
+    size = len(format_item_record(records[0])) + 3  # 123 characters with the separator
+    assert len(pipeline.fit_history(records, 50, 4 * size)) == 4
+    assert len(pipeline.fit_history(records, 50, 4 * size - 1)) == 3
+    assert len(pipeline.fit_history(records, 50, 10)) == 1  # never empty
+
+
+def test_raw_stage_of_the_cli_needs_both_dumps(tmp_path, capsys):
+    assert cli(["raw", "Amazon_Toys", "--out", str(tmp_path), "--reviews", str(tmp_path / "r.json.gz")]) == 1
+    assert "--meta" in capsys.readouterr().err
+    assert cli(["raw", "Amazon_Toys", "--out", str(tmp_path), "--reviews", str(tmp_path / "r.json.gz"),
+                "--meta", str(tmp_path / "m.json.gz")]) == 1
+    assert "r.json.gz not found" in capsys.readouterr().err

@@ -3,6 +3,9 @@ import csv
 import hashlib
 import json
 import os
+import threading
+
+csv.field_size_limit(1 << 30)  # long Amazon descriptions
 
 
 class PipelineError(Exception):
@@ -17,8 +20,9 @@ def clean_text(value):
 
 
 def replace_when_done(path):
-    """Path to write to; call ``os.replace(tmp, path)`` after. A crash never leaves a half-written ``path``."""
-    return f"{path}.partial"
+    """Path to write to; call ``os.replace(tmp, path)`` after. A crash never leaves a half-written ``path``
+    (the name is per process, so two writers never share a temporary file)."""
+    return f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
 
 
 def write_atomic_file(path, header, rows):

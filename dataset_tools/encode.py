@@ -42,7 +42,7 @@ class SentenceEncoder:
             self.model = SentenceTransformer(path, device="cpu")
         except Exception as error:  # any load failure gets the same clear message
             raise PipelineError(f"encoder {spec!r} could not be loaded from {path}: {error}") from None
-        self.name = "sentence-transformers:" + ("all-MiniLM-L6-v2" if spec == "minilm" else os.path.basename(path))
+        self.name = "sentence-transformers:" + ("all-MiniLM-L6-v2" if spec == "minilm" else os.path.abspath(path))
 
     def __call__(self, texts):
         return self.model.encode(list(texts), batch_size=BATCH, convert_to_numpy=True, show_progress_bar=False)
@@ -52,7 +52,7 @@ class OpenAIEncoder:
     def __init__(self, model, client):
         self.client = client
         self.model = model
-        self.name = f"openai:{model}"
+        self.name = f"openai:{model}@{client.base_url}"
 
     def __call__(self, texts):
         try:

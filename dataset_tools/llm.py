@@ -71,17 +71,19 @@ class AnswerCache:
             self._load()
 
     def _load(self):
+        """Read every complete line; a last line cut short by a kill is removed, a damaged complete line
+        is skipped (its call will simply be made again)."""
         good_bytes = 0
         with open(self.path, "rb") as handle:
             for raw in handle:
+                if not raw.endswith(b"\n"):
+                    break  # the last line of a killed run may be cut short
+                good_bytes += len(raw)
                 try:
                     entry = json.loads(raw)
-                except ValueError:
-                    break  # the last line of a killed run may be cut short
-                if not raw.endswith(b"\n"):
-                    break
-                self.entries[entry["key"]] = entry
-                good_bytes += len(raw)
+                    self.entries[entry["key"]] = entry
+                except (ValueError, KeyError, TypeError):
+                    continue
         if good_bytes != os.path.getsize(self.path):
             with open(self.path, "r+b") as handle:
                 handle.truncate(good_bytes)
@@ -124,7 +126,7 @@ class ChatClient:
         """(answer text, usage dict, from_cache) for ``messages``; cached by model + messages + options."""
         options = {"temperature": self.settings.temperature, "max_tokens": self.settings.max_tokens,
                    "schema": schema_name if self.settings.json_mode != "none" else None}
-        key = AnswerCache.key(self.settings.model, messages, options)
+        key = AnswerCache.key(self.settings.describe()["base_url"] + " " + self.settings.model, messages, options)
         hit = self.cache.get(key)
         if hit is not None:
             return hit["answer"], hit["usage"], True
@@ -133,9 +135,11 @@ class ChatClient:
         return text, usage, False
 
     def _call_with_retries(self, messages, schema, schema_name):
-        for attempt in range(self.settings.retries + 1):
+        attempt = 0
+        while True:
+            mode = self.mode
             try:
-                return self._call(messages, schema, schema_name)
+                return self._call(messages, schema, schema_name, mode)
             except self.openai.AuthenticationError:
                 raise PipelineError(f"{self._where()} rejected the API key (401): set OPENAI_API_KEY or "
                                     "--api-key to a valid key") from None
@@ -144,17 +148,14 @@ class ChatClient:
             except self.openai.NotFoundError as error:
                 raise PipelineError(f"{self._where()} has no model {self.settings.model!r} or no chat endpoint "
                                     f"(404: {self._reason(error)}); check --model and --base-url") from None
-            except self.openai.BadRequestError as error:
-                if self._fall_back_from(error):
-                    continue
-                raise PipelineError(f"{self._where()} rejected the request (400): {self._reason(error)}") from None
             except (self.openai.APITimeoutError, self.openai.APIConnectionError, self.openai.APIStatusError) as error:
-                if isinstance(error, self.openai.APIStatusError) and self._fall_back_from(error):
-                    continue  # e.g. llama.cpp's server answers 500 to a json_schema response_format
+                if isinstance(error, self.openai.APIStatusError) and self._fall_back_from(error, mode):
+                    continue  # not a retry: e.g. llama.cpp's server answers 500 to a json_schema response_format
                 status = getattr(error, "status_code", None)
                 if status is not None and status not in RETRYABLE_STATUS:
-                    raise PipelineError(f"{self._where()} answered {status}: {self._reason(error)}") from None
-                if attempt == self.settings.retries:
+                    raise PipelineError(f"{self._where()} rejected the request ({status}): "
+                                        f"{self._reason(error)}") from None
+                if attempt >= self.settings.retries:
                     what = "is down or unreachable" if status is None else f"kept answering {status}"
                     raise PipelineError(f"{self._where()} {what} after {attempt + 1} tries "
                                         f"({type(error).__name__}); finished answers are cached, rerun the "
@@ -162,12 +163,12 @@ class ChatClient:
                 with self.lock:
                     self.retried += 1
                 time.sleep(self.settings.backoff * (2 ** attempt) * (0.5 + random.random()))
-        raise PipelineError(f"{self._where()}: no answer")  # not reached
+                attempt += 1
 
-    def _call(self, messages, schema, schema_name):
+    def _call(self, messages, schema, schema_name, mode):
         kwargs = {"model": self.settings.model, "messages": messages, "temperature": self.settings.temperature,
                   "max_tokens": self.settings.max_tokens}
-        fmt = response_format(schema, schema_name, self.mode)
+        fmt = response_format(schema, schema_name, mode)
         if fmt is not None:
             kwargs["response_format"] = fmt
         reply = self.client.chat.completions.create(**kwargs)
@@ -175,11 +176,14 @@ class ChatClient:
         usage = reply.usage.model_dump() if getattr(reply, "usage", None) is not None else {}
         return text or "", {k: v for k, v in usage.items() if isinstance(v, int)}
 
-    def _fall_back_from(self, error):
-        """In ``auto`` mode a server that rejects ``response_format`` gets JSON mode, then plain text."""
+    def _fall_back_from(self, error, sent_mode):
+        """In ``auto`` mode a server that rejects ``response_format`` gets JSON mode, then plain text.
+        True when the request should be sent again (another thread may have stepped down already)."""
         if self.settings.json_mode != "auto" or "response_format" not in self._reason(error).lower():
             return False
         with self.lock:
+            if self.mode != sent_mode:
+                return True
             if self.mode == "none":
                 return False
             self.mode = {"schema": "object", "object": "none"}[self.mode]

@@ -53,8 +53,12 @@ def write_json(path, value):
 def read_json(path, made_by):
     if not os.path.isfile(path):
         raise PipelineError(f"{path} not found: run the '{made_by}' stage first")
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except ValueError as error:
+        raise PipelineError(f"{path} is damaged ({error}); delete it and rerun the '{made_by}' stage "
+                            "(LLM answers come back from the cache)") from None
 
 
 # ---------------------------------------------------------------- import and split
@@ -114,8 +118,8 @@ def split_dataset(folder, name, ratios=(0.8, 0.1, 0.1), seed=2020):
     """Random 8:1:1 split per user into RecBole benchmark files; unchanged files are kept."""
     record_path = work_file(folder, "split.json")
     inter_path = dataset_file(folder, name, "inter")
-    setting = {"ratios": list(ratios), "seed": seed, "source_bytes": os.path.getsize(inter_path)
-               if os.path.isfile(inter_path) else None}
+    setting = {"ratios": list(ratios), "seed": seed,
+               "source_sha256": file_fingerprint(inter_path) if os.path.isfile(inter_path) else None}
     outputs = [dataset_file(folder, name, f"{s}.inter") for s in SPLITS]
     if os.path.isfile(record_path) and all(os.path.isfile(p) for p in outputs):
         with open(record_path, encoding="utf-8") as handle:
@@ -202,7 +206,10 @@ def fill_failures(results, fallback, kind, path, on_failure):
                             "--on-failure metadata to fill them from the items' own fields")
     for key in failed:
         record, info = fallback(key)
-        results[key] = (record, {**results[key][1], "status": "filled from metadata", **{"fallback": info}})
+        if record is None:
+            raise PipelineError(f"{kind} {key!r}: no valid answer and its own fields give no valid record either "
+                                f"({info.get('problems')}); fix its text or drop it")
+        results[key] = (record, {**results[key][1], "status": "filled from metadata", "fallback": info})
     return results
 
 
@@ -231,6 +238,14 @@ def users_split_fingerprint(folder):
     return read_json(path, "users")["summary"].get("history", {}).get("train_sha256")
 
 
+def embedded_split_fingerprint(folder):
+    """sha256 of the training file behind the user summaries that NAME.useremb encodes (None if unknown)."""
+    path = work_file(folder, "encoded.json")
+    if not os.path.isfile(path):
+        return None
+    return read_json(path, "encode").get("users_train_sha256")
+
+
 def training_histories(folder, name):
     """{user: [items, most recent first]} from NAME.train.inter only (never valid/test)."""
     path = dataset_file(folder, name, "train.inter")
@@ -239,7 +254,10 @@ def training_histories(folder, name):
                             "stage first (or give the benchmark files of your own split)")
     histories = defaultdict(list)
     for user, item, _, stamp, line in read_interactions(path):
-        histories[user].append((float(stamp) if stamp else 0.0, line, item))
+        try:
+            histories[user].append((float(stamp) if stamp else 0.0, line, item))
+        except ValueError:
+            raise PipelineError(f"{path}, line {line}: timestamp {stamp!r} is not a number") from None
     return {u: [item for _, _, item in sorted(rows, reverse=True)] for u, rows in histories.items()}
 
 
@@ -298,7 +316,9 @@ def run_encode(folder, name, encoder):
         rows = ((k, " ".join(f"{x:.6g}" for x in v)) for k, v in zip(keys, vectors))
         write_atomic_file(dataset_file(folder, name, f"{kind}emb"), [f"{kind}_id:token", f"{kind}_emb:float_seq"], rows)
         written[kind] = {"rows": len(keys), "dim": int(vectors.shape[1]) if len(keys) else 0}
-    return {"encoder": encoder.name, **written}
+    summary = {"encoder": encoder.name, **written, "users_train_sha256": users_split_fingerprint(folder)}
+    write_json(work_file(folder, "encoded.json"), summary)  # written last: what NAME.useremb was made from
+    return summary
 
 
 def merge_tag_vocabulary(records):

@@ -55,7 +55,9 @@ class MetadataProvider:
     def _levels_from_paths(self, paths, brand):
         top, middle, fine, edges = [], [], [], []
         for path in paths:
-            path = [p for p in path if p.strip()]
+            path = list(dict.fromkeys(p.strip() for p in path if p.strip()))  # 'Books > Books > Fiction'
+            if not path:
+                continue
             root = path[0]
             second = path[1] if len(path) > 1 else f"{root} general"
             last = path[-1] if len(path) > 2 else f"{second} other"
@@ -74,7 +76,7 @@ class MetadataProvider:
         return [[self.domain], genres, fine], edges
 
     def item_summary(self, fields):
-        title = first_field(fields, TITLE_FIELDS) or "An item"
+        title = first_field(fields, TITLE_FIELDS).rstrip(". ") or "An item"
         year = first_field(fields, YEAR_FIELDS)
         genres = first_field(fields, GENRE_FIELDS)
         category = first_field(fields, CATEGORY_FIELDS).split(" | ")[0]
@@ -86,6 +88,8 @@ class MetadataProvider:
         elif category:
             parts.append(f"in {category}")
         text = " ".join(parts) + "."
+        if len(text.split()) < 3:
+            text = f"An item titled {text}"
         description = " ".join(str(fields.get("description", "")).split()[:MAX_DESCRIPTION_WORDS])
         return f"{text} {description}".strip()
 

@@ -27,9 +27,16 @@ def _missing(folder, suffixes):
     return [s for s in suffixes if not os.path.isfile(pipeline.dataset_file(folder, NAME, s))]
 
 
+def _train_fingerprint(folder):
+    return file_fingerprint(pipeline.dataset_file(folder, NAME, "train.inter"))
+
+
 def _users_stale(folder):
-    train = pipeline.dataset_file(folder, NAME, "train.inter")
-    return pipeline.users_split_fingerprint(folder) != file_fingerprint(train)
+    return pipeline.users_split_fingerprint(folder) != _train_fingerprint(folder)
+
+
+def _vectors_stale(folder):
+    return pipeline.embedded_split_fingerprint(folder) != _train_fingerprint(folder)
 
 
 def prepare_ml100k(folder, structural, semantic, split_seed=SPLIT_SEED):
@@ -41,7 +48,7 @@ def prepare_ml100k(folder, structural, semantic, split_seed=SPLIT_SEED):
     pipeline.import_movielens(folder, NAME)
     pipeline.split_dataset(folder, NAME, seed=split_seed)
     need_tags = structural and _missing(folder, ("tag", "tagedge", "itemtag"))
-    need_vectors = semantic and (_missing(folder, ("itememb", "useremb")) or _users_stale(folder))
+    need_vectors = semantic and (_missing(folder, ("itememb", "useremb")) or _vectors_stale(folder))
     if not (need_tags or need_vectors):
         return folder
     print(f"{NAME}: making HyperLLM inputs in {folder} with the metadata provider (tags and summaries from the "

@@ -52,7 +52,7 @@ def declare_hyperllm_files(config):
 def check_user_summaries_split(data_path, dataset, benchmark_filename):
     """User summaries made by dataset_tools must come from the training split this run uses (no leak of
     validation/test items into them)."""
-    built_from = pipeline.users_split_fingerprint(data_path)
+    built_from = pipeline.embedded_split_fingerprint(data_path) or pipeline.users_split_fingerprint(data_path)
     if built_from is None:
         return
     train = os.path.join(data_path, f"{dataset}.train.inter")

@@ -150,8 +150,8 @@ def test_users_stage_needs_the_split(tmp_path, capsys):
 # ------------------------------------------------------------------ the LLM client against a loopback server
 
 def client_for(server, tmp_path, **options):
-    settings = LLMSettings(base_url=server.url, model="test-model", api_key="sk-secret", retries=3, backoff=0.01,
-                           timeout=5, **options)
+    options = {"retries": 3, "backoff": 0.01, "timeout": 5, **options}
+    settings = LLMSettings(base_url=server.url, model="test-model", api_key="sk-secret", **options)
     return ChatClient(settings, AnswerCache(str(tmp_path / "cache.jsonl")))
 
 
@@ -186,6 +186,34 @@ def test_structured_output_falls_back_when_the_server_rejects_it(tmp_path):
     with FakeOpenAI(answer) as server:
         record, _ = LLMProvider(client_for(server, tmp_path)).item_record("i1", {"title": "Heat"})
         assert record is not None and server.formats == ["json_schema", "json_object"]
+
+
+def test_schema_fallback_is_safe_with_concurrent_requests_and_no_retries(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def answer(prompt, body):
+        if (body.get("response_format") or {}).get("type") == "json_schema":
+            return 500, "response_format: Input should be 'text' or 'json_object'"
+        return 200, good_item_answer(prompt)
+
+    with FakeOpenAI(answer, delay=0.05) as server:
+        client = client_for(server, tmp_path, retries=0)
+        provider = LLMProvider(client)
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda k: provider.item_record(k, {"title": f"Film {k}"}), range(8)))
+        assert all(info["status"] == "ok" for _, info in results)
+        assert client.mode == "object" and "json_object" in server.formats
+
+
+def test_a_damaged_cache_line_costs_only_that_answer(tmp_path):
+    cache = AnswerCache(str(tmp_path / "c.jsonl"))
+    for k in range(3):
+        cache.put(f"k{k}", f"answer {k}", {})
+    lines = open(tmp_path / "c.jsonl").read().splitlines()
+    open(tmp_path / "c.jsonl", "w").write("\n".join([lines[0], "{broken", lines[2]]) + "\n" + lines[1][:10])
+    again = AnswerCache(str(tmp_path / "c.jsonl"))
+    assert set(again.entries) == {"k0", "k2"}
+    assert open(tmp_path / "c.jsonl").read().endswith(lines[2] + "\n")  # the cut last line is removed
 
 
 def test_wrong_key_and_server_down_are_clear_errors(tmp_path):

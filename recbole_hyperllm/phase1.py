@@ -29,6 +29,7 @@ def cache_key(config, model, train_data):
     digest = hashlib.sha256()
     settings = {k: config[k] for k in KEY_CONFIG}
     settings["backbone"] = model.backbone_class.__name__
+    settings.update({k: config[k] for k in model.backbone_class.loss_config_keys})  # e.g. HRCF's alpha
     settings["dataset"] = config["dataset"]
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     inter = train_data.dataset.inter_feat

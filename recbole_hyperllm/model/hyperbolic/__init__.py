@@ -1,6 +1,8 @@
 from recbole_hyperllm.model.hyperbolic.base import DivergenceError, HyperbolicBackbone
 from recbole_hyperllm.model.hyperbolic.hgcf import HGCF
+from recbole_hyperllm.model.hyperbolic.hicf import HICF
+from recbole_hyperllm.model.hyperbolic.hrcf import HRCF
 
-BACKBONES = {"HGCF": HGCF}
+BACKBONES = {"HGCF": HGCF, "HRCF": HRCF, "HICF": HICF}
 
-__all__ = ["BACKBONES", "DivergenceError", "HGCF", "HyperbolicBackbone"]
+__all__ = ["BACKBONES", "DivergenceError", "HGCF", "HICF", "HRCF", "HyperbolicBackbone"]

@@ -65,6 +65,8 @@ class PropagatedScoring:
 
 class HyperbolicBackbone(PropagatedScoring, GeneralRecommender):
     input_type = InputType.PAIRWISE
+    # Config keys of the backbone's own loss beyond the shared ones (part of HyperLLM's phase-1 cache key).
+    loss_config_keys = ()
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

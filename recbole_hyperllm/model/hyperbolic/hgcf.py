@@ -15,14 +15,18 @@ from recbole_hyperllm.model.hyperbolic.base import HyperbolicBackbone
 
 
 class HGCF(HyperbolicBackbone):
-    def propagate(self, tangent, graph):
-        """sum_{l=1..L} A_hat^l x in the tangent space, then exp at the origin."""
+    def aggregate(self, tangent, graph):
+        """sum_{l=1..L} A_hat^l x in the tangent space at the origin."""
         layer = tangent
         total = None
         for _ in range(self.n_layers):
             layer = torch.sparse.mm(graph, layer)
             total = layer if total is None else total + layer
-        return self.manifold.expmap0_capped(total)
+        return total
+
+    def propagate(self, tangent, graph):
+        """sum_{l=1..L} A_hat^l x in the tangent space, then exp at the origin."""
+        return self.manifold.expmap0_capped(self.aggregate(tangent, graph))
 
     def pair_loss(self, out, anchors, positives, negatives, margin):
         return margin_ranking_loss(out[anchors], out[positives], out[negatives], margin)

@@ -1,0 +1,91 @@
+"""HICF: Hyperbolic Informative Collaborative Filtering (Yang, Li, Zhou, Liu, King, KDD 2022,
+arXiv:2207.09051).
+
+HICF keeps HGCF's propagation (github marlin-codes/HICF, ``layers/hyp_layers.py``,
+``resSumGCN``: the sum of the propagated layers, then exp at the origin) and changes
+the margin ranking loss (``models/hicf_model.py``):
+
+* geometry-aware adaptive margin (``hratio`` / ``decode_pos``): the margin of the
+  triple (u, i, j) is m * sigmoid(h(u, i)) with, for points on the hyperboloid
+  (time coordinate first, k = 1),
+      h(u, i) = -(1 - <u, i>_L - u_0 - i_0) / (u_0 i_0);
+  the weight is differentiable, as in the reference;
+* hyperbolic informative negative sampling (``negative_sampling`` / ``decode_neg``):
+  ``num_neg`` random negative items are drawn for each positive pair and the one
+  closest to the positive item (squared Euclidean distance between the hyperboloid
+  points, as the reference computes it) is used as the negative;
+* the loss is sum(max(d^2(u, i) - d^2(u, j*) + m * w(u, i), 0)).
+
+The reference draws the candidates uniformly from all items and redraws those that
+are positive pairs of the batch; here they are drawn with ``torch.randint`` over the
+real items (RecBole's item 0 is padding) and redrawn while they are training
+interactions of the user (up to ``MAX_REDRAWS`` times; any left over are replaced by
+RecBole's own sampled negative, which is never a training interaction).
+"""
+import torch
+
+from recbole_hyperllm.losses import margin_ranking_loss
+from recbole_hyperllm.manifold import minkowski_inner
+from recbole_hyperllm.model.hyperbolic.hgcf import HGCF
+
+__all__ = ["HICF", "adaptive_margin_weight", "informative_negatives"]
+
+MAX_REDRAWS = 10
+
+
+def adaptive_margin_weight(anchor, positive):
+    """sigmoid(h(a, p)), h = -(1 - <a, p>_L - a_0 - p_0) / (a_0 p_0) (HICF ``hratio``), one per row."""
+    a0, p0 = anchor[:, 0], positive[:, 0]
+    score = 1.0 - minkowski_inner(anchor, positive).squeeze(-1) - a0 - p0
+    return torch.sigmoid(-score / (a0 * p0))
+
+
+def informative_negatives(out, positives, candidates):
+    """For each row, the candidate node nearest (squared Euclidean distance of the hyperboloid
+    points) to the positive node (HICF ``decode_neg``); the choice itself carries no gradient."""
+    with torch.no_grad():
+        gap = (out[candidates] - out[positives].unsqueeze(1)).pow(2).sum(dim=-1)
+        pick = gap.argmin(dim=1, keepdim=True)
+    return candidates.gather(1, pick).squeeze(1)
+
+
+class HICF(HGCF):
+    loss_config_keys = ("num_neg",)
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.num_neg = int(config["num_neg"] or 1)
+        if self.num_neg < 1:
+            raise ValueError(f"config key 'num_neg' is {self.num_neg}; HICF needs at least one negative candidate")
+        inter = dataset.inter_matrix(form="coo")
+        keys = torch.as_tensor(inter.row, dtype=torch.long) * self.n_items + torch.as_tensor(inter.col, dtype=torch.long)
+        # user * n_items + item of every training interaction, to reject positives among the candidates.
+        self.register_buffer("train_pair_keys", torch.unique(keys).to(self.device), persistent=False)
+
+    def negative_candidates(self, users, fallback):
+        """(batch, num_neg) random item IDs that are not training interactions of their user."""
+        shape = (users.size(0), self.num_neg)
+        items = torch.randint(1, self.n_items, shape, device=users.device)
+        row_key = users.unsqueeze(1) * self.n_items
+        for _ in range(MAX_REDRAWS):
+            clash = torch.isin(row_key + items, self.train_pair_keys)
+            if not clash.any():
+                return items
+            items[clash] = torch.randint(1, self.n_items, (int(clash.sum()),), device=users.device)
+        clash = torch.isin(row_key + items, self.train_pair_keys)
+        return torch.where(clash, fallback.unsqueeze(1).expand(shape), items)
+
+    def pair_loss(self, out, anchors, positives, negatives, margin):
+        """HICF's ranking loss; ``negatives`` is one node per triple or (triples, candidates) nodes,
+        of which the informative one is used. The adaptive margin applies to both forms."""
+        if negatives.dim() == 2:
+            negatives = informative_negatives(out, positives, negatives)
+        anchor, positive = out[anchors], out[positives]
+        return margin_ranking_loss(anchor, positive, out[negatives], margin * adaptive_margin_weight(anchor, positive))
+
+    def interaction_loss(self, out, interaction, margin):
+        users = interaction[self.USER_ID]
+        candidates = self.negative_candidates(users, interaction[self.NEG_ITEM_ID]) + self.n_users
+        terms = {"rank": self.pair_loss(out, users, interaction[self.ITEM_ID] + self.n_users, candidates, margin)}
+        terms.update(self.extra_losses(out, interaction))
+        return terms

@@ -1,0 +1,152 @@
+"""HRCF and HICF backbones, alone and inside HyperLLM: loss terms, gradients, phase 1, a short run,
+and their formulas on hand-made tensors."""
+import math
+
+import pytest
+import torch
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_seed
+
+from recbole_hyperllm.losses import margin_ranking_loss
+from recbole_hyperllm.manifold import LorentzBall, sqdist_pairs
+from recbole_hyperllm.model.hyperbolic.hicf import adaptive_margin_weight, informative_negatives
+from recbole_hyperllm.model.hyperbolic.hrcf import PSI_EPS, hrcf_geometric_regulariser
+from recbole_hyperllm.quick_start import create_config, run_recbole_hyperllm
+from recbole_hyperllm.utils import get_model
+
+TERMS = {
+    "HRCF": ("rank", "hrcf_reg"),
+    "HICF": ("rank",),
+    "HyperLLM_HRCF": ("rank", "hrcf_reg", "tag", "cl"),
+    "HyperLLM_HICF": ("rank", "tag", "cl"),
+}
+
+
+def build(config_dict, model):
+    config = create_config(model, "toy", config_dict=config_dict)
+    init_seed(config["seed"], True)
+    train, valid, test = data_preparation(config, create_dataset(config))
+    net = get_model(model)(config, train.dataset)
+    return config, net, train
+
+
+def backbone_of(net):
+    return getattr(net, "backbone", net)
+
+
+@pytest.mark.parametrize("model", list(TERMS))
+def test_loss_terms_are_finite_and_reach_the_embeddings(toy, model):
+    _, config = toy
+    config, net, train = build(dict(config, num_neg=3), model)
+    losses = net.calculate_loss(next(iter(train)))
+    assert net.last_loss_names == TERMS[model] and len(losses) == len(TERMS[model])
+    assert all(torch.isfinite(term) and term.dim() == 0 for term in losses)
+    sum(losses).backward()
+    backbone = backbone_of(net)
+    for param in (backbone.user_embedding, backbone.item_embedding) + ((net.tag_embedding,) if model.startswith("HyperLLM") else ()):
+        assert param.grad is not None and torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("model", ["HyperLLM_HRCF", "HyperLLM_HICF"])
+def test_phase1_freezes_every_backbone_parameter(toy, model):
+    _, config = toy
+    config, net, train = build(dict(config, num_neg=3), model)
+    names = [name for name, _ in net.named_parameters()]
+    assert {"backbone.user_embedding", "backbone.item_embedding"} <= set(names)
+    net.enter_meta_phase()
+    for name, param in net.named_parameters():
+        assert param.requires_grad == name.startswith("moe."), name
+    losses = net.calculate_loss(next(iter(train)))
+    expected = ("rank", "hrcf_reg") if model.endswith("HRCF") else ("rank",)
+    assert net.last_loss_names == expected and all(torch.isfinite(t) for t in losses)
+    sum(losses).backward()
+    assert all(p.grad is None for n, p in net.named_parameters() if not n.startswith("moe."))
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.moe.parameters())
+
+
+@pytest.mark.parametrize("model", list(TERMS))
+def test_two_epoch_run_reports_metrics(toy, model):
+    _, config = toy
+    result = run_recbole_hyperllm(model, "toy", config_dict=dict(config, num_neg=3))
+    assert set(result["test_result"]) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}
+    assert all(0.0 <= v <= 1.0 for v in result["test_result"].values())
+    assert result["epochs"] == 2
+
+
+# ----- formulas on hand-made tensors -------------------------------------------------
+
+def points(tangent_rows):
+    """Points of the hyperboloid exp_0((0, v)) for the given spatial tangent rows (no cap)."""
+    v = torch.tensor(tangent_rows, dtype=torch.float64)
+    tangent = torch.cat([torch.zeros(v.size(0), 1, dtype=v.dtype), v], dim=1)
+    return LorentzBall(max_norm=None).expmap0(tangent, project=True), tangent
+
+
+def test_hrcf_regulariser_and_root_alignment_match_direct_computation(toy):
+    rows = [[0.3, -0.4], [1.0, 0.0], [0.0, 0.2], [-0.5, 0.5]]
+    out, _ = points(rows)
+    norms_sq = [r[0] ** 2 + r[1] ** 2 for r in rows]            # ||log_0(h)||^2 = ||v||^2
+    expected = 1.0 / math.sqrt(sum(norms_sq) / len(rows) + PSI_EPS)
+    assert hrcf_geometric_regulariser(out).item() == pytest.approx(expected, rel=1e-9)
+
+    _, config = toy
+    _, net, train = build(dict(config, hrcf_alpha=7.0), "HRCF")
+    # root alignment: with the identity graph, the L-layer sum is L * x, centred over the nodes
+    n = net.n_users + net.n_items
+    x = torch.zeros(n, net.embedding_size)
+    x[:, 1:] = 0.01 * torch.randn(n, net.embedding_size - 1)
+    eye = torch.sparse_coo_tensor(torch.arange(n).repeat(2, 1), torch.ones(n), (n, n)).coalesce()
+    got = net.manifold.logmap0(net.propagate(x, eye))
+    want = net.n_layers * x - (net.n_layers * x).mean(dim=0, keepdim=True)
+    assert torch.allclose(got, want, atol=1e-5) and got.mean(dim=0).abs().max() < 1e-5
+    # the loss term: alpha / psi over the items of the propagated graph, padding item excluded
+    out = net.forward()
+    items = net.manifold.logmap0(out[net.n_users + 1:])
+    direct = 7.0 / torch.sqrt(items.pow(2).sum(dim=1).mean() + PSI_EPS)
+    term = net.extra_losses(out, next(iter(train)))["hrcf_reg"]
+    assert term.item() == pytest.approx(direct.item(), rel=1e-4)
+
+
+def test_hicf_adaptive_margin_and_informative_negative_match_direct_computation(toy):
+    # adaptive margin weight for a = exp_0(0.3 e1), p = exp_0(0.5 e2): <a, p>_L = -cosh(0.3) cosh(0.5)
+    hp, _ = points([[0.3, 0.0], [0.0, 0.5]])
+    a0, p0 = math.cosh(0.3), math.cosh(0.5)
+    score = 1.0 + a0 * p0 - a0 - p0
+    expected = 1.0 / (1.0 + math.exp(score / (a0 * p0)))        # sigmoid(-score / (a0 p0))
+    assert adaptive_margin_weight(hp[:1], hp[1:]).item() == pytest.approx(expected, rel=1e-9)
+
+    # informative negative: the candidate whose point is nearest (Euclidean) to the positive item
+    out, _ = points([[0.0, 0.0], [1.0, 0.0], [0.9, 0.1], [-1.0, 0.0], [0.2, 0.9], [1.2, 0.1]])
+    positives = torch.tensor([1, 4])
+    candidates = torch.tensor([[3, 4, 2], [5, 2, 3]])
+    chosen = informative_negatives(out, positives, candidates)
+    direct = [min(c.tolist(), key=lambda j: float(((out[j] - out[p]) ** 2).sum())) for p, c in zip(positives, candidates)]
+    assert chosen.tolist() == direct == [2, 2]  # 2 is the nearest candidate to both positives
+
+    _, config = toy
+    _, net, train = build(dict(config, num_neg=4), "HICF")
+    anchors = torch.tensor([3, 0])  # off the origin (w != 1/2) and at the origin (w = 1/2)
+    loss = net.pair_loss(out, anchors, positives, candidates, 0.7)
+    a, p, j = out[anchors], out[positives], out[torch.tensor(direct)]
+    by_hand = torch.clamp_min(sqdist_pairs(a, p) - sqdist_pairs(a, j) + 0.7 * adaptive_margin_weight(a, p), 0).sum()
+    assert by_hand > 0 and loss.item() == pytest.approx(by_hand.item(), rel=1e-9)
+    # one negative per triple (the tag-graph form): the same adaptive-margin loss
+    single = net.pair_loss(out, anchors, positives, torch.tensor(direct), 0.7)
+    assert single.item() == pytest.approx(by_hand.item(), rel=1e-9)
+    assert single.item() != pytest.approx(margin_ranking_loss(a, p, j, 0.7).item())
+
+    # candidates: num_neg real items per pair, never a training interaction of the user
+    batch = next(iter(train))
+    users = batch[net.USER_ID]
+    drawn = net.negative_candidates(users, batch[net.NEG_ITEM_ID])
+    assert drawn.shape == (users.size(0), 4) and drawn.min() >= 1 and drawn.max() < net.n_items
+    assert not torch.isin(users.unsqueeze(1) * net.n_items + drawn, net.train_pair_keys).any()
+
+
+@pytest.mark.parametrize("model,key,other", [("HyperLLM_HRCF", "hrcf_alpha", 5.0), ("HyperLLM_HICF", "num_neg", 7)])
+def test_phase1_cache_key_depends_on_the_backbone_loss_settings(toy, model, key, other):
+    from recbole_hyperllm.phase1 import cache_key
+    _, config = toy
+    config1, net1, train1 = build(dict(config), model)
+    config2, net2, train2 = build(dict(config, **{key: other}), model)
+    assert cache_key(config1, net1, train1) != cache_key(config2, net2, train2)

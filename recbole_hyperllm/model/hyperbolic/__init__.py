@@ -1,8 +1,9 @@
 from recbole_hyperllm.model.hyperbolic.base import DivergenceError, HyperbolicBackbone
 from recbole_hyperllm.model.hyperbolic.hgcf import HGCF
+from recbole_hyperllm.model.hyperbolic.hgch import HGCH
 from recbole_hyperllm.model.hyperbolic.hicf import HICF
 from recbole_hyperllm.model.hyperbolic.hrcf import HRCF
 
-BACKBONES = {"HGCF": HGCF, "HRCF": HRCF, "HICF": HICF}
+BACKBONES = {"HGCF": HGCF, "HRCF": HRCF, "HICF": HICF, "HGCH": HGCH}
 
 __all__ = ["BACKBONES", "DivergenceError", "HGCF", "HICF", "HRCF", "HyperbolicBackbone"]

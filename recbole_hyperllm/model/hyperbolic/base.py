@@ -10,7 +10,11 @@ outside (by the HyperLLM wrapper) on graphs and inputs it does not own:
   ranking loss on triples of node indices of ``out`` (Eq. 6 for HGCF);
 * ``interaction_loss(out, interaction, margin)``: the loss terms of one RecBole
   batch, a dict name -> scalar (ranking loss plus any auxiliary terms);
-* ``sqdist_pairs`` / ``ranking_scores``: the distance and the full-ranking score.
+* ``sqdist_pairs`` / ``ranking_scores``: the distance and the full-ranking score;
+* ``manifold_class``: the manifold of the node points (``LorentzBall`` unless overridden;
+  it must provide ``expmap0_capped``, ``expmap0`` and ``logmap0``);
+* ``hyperboloid_points(points)``: the points in the hyperboloid model (identity for
+  Lorentz backbones), on which HyperLLM computes its contrastive loss (Eq. 16).
 
 The HyperLLM wrapper only uses these methods, so a new backbone works with it as
 soon as it implements them.
@@ -67,6 +71,7 @@ class HyperbolicBackbone(PropagatedScoring, GeneralRecommender):
     input_type = InputType.PAIRWISE
     # Config keys of the backbone's own loss beyond the shared ones (part of HyperLLM's phase-1 cache key).
     loss_config_keys = ()
+    manifold_class = LorentzBall
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -74,7 +79,7 @@ class HyperbolicBackbone(PropagatedScoring, GeneralRecommender):
         self.n_layers = config["n_layers"]
         self.margin = config["margin"]
         self.init_scale = config["init_scale"]
-        self.manifold = LorentzBall(max_norm=config["max_norm"], max_step=config["max_step"])
+        self.manifold = self.manifold_class(max_norm=config["max_norm"], max_step=config["max_step"])
         self.user_embedding = self.new_node_embeddings(self.n_users)
         self.item_embedding = self.new_node_embeddings(self.n_items)
         self.ui_graph = self.user_item_graph(dataset)
@@ -111,6 +116,10 @@ class HyperbolicBackbone(PropagatedScoring, GeneralRecommender):
 
     def sqdist_pairs(self, x, y):
         return sqdist_pairs(x, y)
+
+    def hyperboloid_points(self, points):
+        """The points in the hyperboloid model (k = 1, time first); they already are for Lorentz backbones."""
+        return points
 
     def ranking_scores(self, users, items):
         """Full-ranking scores: <u, i>_L = -cosh(d(u, i)), which orders items exactly as -d^2

@@ -187,8 +187,10 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
         anchors, positives, negatives = self.tag_sampler.next_batch(self.device)
         terms = {"tag": self.backbone.pair_loss(tag_out, anchors, positives, negatives, self.tag_margin)}
         if self.plan.contrastive:
-            items_ui = ui_out[self.n_users + 1:]      # row 0 is RecBole's padding item
-            items_tag = tag_out[self.n_tags + 1:]
+            # row 0 is RecBole's padding item; Eq. 16 is computed on the hyperboloid (an isometric
+            # copy of the points for backbones on another model of hyperbolic space, e.g. HGCH)
+            items_ui = self.backbone.hyperboloid_points(ui_out[self.n_users + 1:])
+            items_tag = self.backbone.hyperboloid_points(tag_out[self.n_tags + 1:])
             if self.cl_scope == "batch":
                 index = torch.cat([interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]]) - 1
                 cl = hyperbolic_infonce_in_batch(items_ui, items_tag, self.cl_temperature, index)

@@ -72,7 +72,7 @@ def build_parser():
 
 
 def make_provider(args):
-    from dataset_tools.providers import LLMProvider, MetadataProvider
+    from dataset_tools.providers import MetadataProvider
 
     domain = args.domain or ("movie" if args.dataset.startswith("ml-") else "item")
     metadata = MetadataProvider(domain)
@@ -80,7 +80,7 @@ def make_provider(args):
         print("provider metadata: tags and summaries are built from the items' own fields, not by an LLM",
               file=sys.stderr)
         return metadata, 1, None
-    from dataset_tools.llm import AnswerCache, ChatClient, LLMSettings
+    from dataset_tools.llm import LLMSettings
 
     settings = LLMSettings.from_args(args)
     print(f"provider llm: {json.dumps(settings.describe())}", file=sys.stderr)

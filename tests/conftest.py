@@ -53,3 +53,22 @@ def toy(tmp_path):
     make_synthetic(str(tmp_path))
     config = dict(FAST, data_path=str(tmp_path), checkpoint_dir=str(tmp_path / "saved"))
     return tmp_path, config
+
+
+def build_model(config_dict, model, dataset="toy"):
+    """(config, model, train data) of a plugin model on ``dataset``, seeded."""
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_hyperllm.quick_start import create_config
+    from recbole_hyperllm.utils import get_model
+
+    config = create_config(model, dataset, config_dict=config_dict)
+    init_seed(config["seed"], True)
+    train, valid, test = data_preparation(config, create_dataset(config))
+    return config, get_model(model)(config, train.dataset), train
+
+
+def backbone_of(net):
+    """The backbone of a HyperLLM model, or the model itself."""
+    return getattr(net, "backbone", net)

@@ -1,18 +1,16 @@
-"""HRCF and HICF backbones, alone and inside HyperLLM: loss terms, gradients, phase 1, a short run,
-and their formulas on hand-made tensors."""
+"""HRCF and HICF backbones, alone and inside HyperLLM: loss terms, gradients, phase 1, their formulas on
+hand-made tensors; and a short run of every new backbone and its HyperLLM variant."""
 import math
 
 import pytest
 import torch
-from recbole.data import create_dataset, data_preparation
-from recbole.utils import init_seed
+from conftest import backbone_of, build_model
 
 from recbole_hyperllm.losses import margin_ranking_loss
 from recbole_hyperllm.manifold import LorentzBall, sqdist_pairs
 from recbole_hyperllm.model.hyperbolic.hicf import adaptive_margin_weight, informative_negatives
 from recbole_hyperllm.model.hyperbolic.hrcf import PSI_EPS, hrcf_geometric_regulariser
-from recbole_hyperllm.quick_start import create_config, run_recbole_hyperllm
-from recbole_hyperllm.utils import get_model
+from recbole_hyperllm.quick_start import run_recbole_hyperllm
 
 TERMS = {
     "HRCF": ("rank", "hrcf_reg"),
@@ -22,22 +20,10 @@ TERMS = {
 }
 
 
-def build(config_dict, model):
-    config = create_config(model, "toy", config_dict=config_dict)
-    init_seed(config["seed"], True)
-    train, valid, test = data_preparation(config, create_dataset(config))
-    net = get_model(model)(config, train.dataset)
-    return config, net, train
-
-
-def backbone_of(net):
-    return getattr(net, "backbone", net)
-
-
 @pytest.mark.parametrize("model", list(TERMS))
 def test_loss_terms_are_finite_and_reach_the_embeddings(toy, model):
     _, config = toy
-    config, net, train = build(dict(config, num_neg=3), model)
+    config, net, train = build_model(dict(config, num_neg=3), model)
     losses = net.calculate_loss(next(iter(train)))
     assert net.last_loss_names == TERMS[model] and len(losses) == len(TERMS[model])
     assert all(torch.isfinite(term) and term.dim() == 0 for term in losses)
@@ -50,7 +36,7 @@ def test_loss_terms_are_finite_and_reach_the_embeddings(toy, model):
 @pytest.mark.parametrize("model", ["HyperLLM_HRCF", "HyperLLM_HICF"])
 def test_phase1_freezes_every_backbone_parameter(toy, model):
     _, config = toy
-    config, net, train = build(dict(config, num_neg=3), model)
+    config, net, train = build_model(dict(config, num_neg=3), model)
     names = [name for name, _ in net.named_parameters()]
     assert {"backbone.user_embedding", "backbone.item_embedding"} <= set(names)
     net.enter_meta_phase()
@@ -64,10 +50,10 @@ def test_phase1_freezes_every_backbone_parameter(toy, model):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.moe.parameters())
 
 
-@pytest.mark.parametrize("model", list(TERMS))
+@pytest.mark.parametrize("model", list(TERMS) + ["HGCH", "HyperLLM_HGCH", "HyperCL", "HyperLLM_HyperCL"])
 def test_two_epoch_run_reports_metrics(toy, model):
     _, config = toy
-    result = run_recbole_hyperllm(model, "toy", config_dict=dict(config, num_neg=3))
+    result = run_recbole_hyperllm(model, "toy", config_dict=dict(config, num_neg=3, learning_rate=0.01))
     assert set(result["test_result"]) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}
     assert all(0.0 <= v <= 1.0 for v in result["test_result"].values())
     assert result["epochs"] == 2
@@ -90,7 +76,7 @@ def test_hrcf_regulariser_and_root_alignment_match_direct_computation(toy):
     assert hrcf_geometric_regulariser(out).item() == pytest.approx(expected, rel=1e-9)
 
     _, config = toy
-    _, net, train = build(dict(config, hrcf_alpha=7.0), "HRCF")
+    _, net, train = build_model(dict(config, hrcf_alpha=7.0), "HRCF")
     # root alignment: with the identity graph, the L-layer sum is L * x, centred over the nodes
     n = net.n_users + net.n_items
     x = torch.zeros(n, net.embedding_size)
@@ -124,7 +110,7 @@ def test_hicf_adaptive_margin_and_informative_negative_match_direct_computation(
     assert chosen.tolist() == direct == [2, 2]  # 2 is the nearest candidate to both positives
 
     _, config = toy
-    _, net, train = build(dict(config, num_neg=4), "HICF")
+    _, net, train = build_model(dict(config, num_neg=4), "HICF")
     anchors = torch.tensor([3, 0])  # off the origin (w != 1/2) and at the origin (w = 1/2)
     loss = net.pair_loss(out, anchors, positives, candidates, 0.7)
     a, p, j = out[anchors], out[positives], out[torch.tensor(direct)]
@@ -147,6 +133,6 @@ def test_hicf_adaptive_margin_and_informative_negative_match_direct_computation(
 def test_phase1_cache_key_depends_on_the_backbone_loss_settings(toy, model, key, other):
     from recbole_hyperllm.phase1 import cache_key
     _, config = toy
-    config1, net1, train1 = build(dict(config), model)
-    config2, net2, train2 = build(dict(config, **{key: other}), model)
+    config1, net1, train1 = build_model(dict(config), model)
+    config2, net2, train2 = build_model(dict(config, **{key: other}), model)
     assert cache_key(config1, net1, train1) != cache_key(config2, net2, train2)

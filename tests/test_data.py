@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import torch
 from recbole.data import create_dataset
 
-from conftest import FAST, ROOT, make_synthetic
+from conftest import FAST, ROOT
 from dataset_tools.from_official import convert_release
 from recbole_hyperllm.atomic import AtomicFileError
 from recbole_hyperllm.model.hyperbolic.base import DivergenceError

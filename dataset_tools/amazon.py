@@ -9,7 +9,6 @@ fingerprints and stats) so that a second run with the same inputs is skipped.
 """
 import argparse
 import ast
-import csv
 import gzip
 import html
 import io
@@ -269,7 +268,6 @@ def table1_stats(inter_path, item_path):
     avg_tokens = mean number of whitespace-separated words of title + brand + category names +
     description per item. The paper's Table 1 counted LLM-tokenizer tokens, so this is a proxy.
     """
-    csv.field_size_limit(max(csv.field_size_limit(), 1 << 26))  # long descriptions
     users, items, interactions = set(), set(), 0
     for _, row in read_atomic_rows(inter_path)[1]:
         users.add(row["user_id"])

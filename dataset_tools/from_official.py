@@ -22,6 +22,8 @@ import sys
 import numpy as np
 import scipy.sparse as sp
 
+from dataset_tools.common import clean_text, write_atomic_file
+
 SPLITS = (("train", "train_matrix.npz"), ("valid", "val_matrix.npz"), ("test", "test_matrix.npz"))
 
 
@@ -34,19 +36,6 @@ def _read_json(path):
         raise ReleaseError(f"{path} not found (expected the authors' release layout)")
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
-
-
-def write_rows(path, header, rows):
-    partial = path + ".partial"
-    with open(partial, "w", encoding="utf-8") as handle:
-        handle.write("\t".join(header) + "\n")
-        for row in rows:
-            handle.write("\t".join(str(v) for v in row) + "\n")
-    os.replace(partial, path)
-
-
-def clean_name(name):
-    return " ".join(str(name).replace("\t", " ").split())
 
 
 def tag_levels(n_tags, tag_of_link):
@@ -72,7 +61,7 @@ def convert_split(src, out, name):
         matrix = sp.load_npz(path).tocoo()
         shapes.add(matrix.shape)
         rows = sorted(zip(matrix.row.tolist(), matrix.col.tolist()))
-        write_rows(os.path.join(out, f"{name}.{split}.inter"), ["user_id:token", "item_id:token"], rows)
+        write_atomic_file(os.path.join(out, f"{name}.{split}.inter"), ["user_id:token", "item_id:token"], rows)
         counts[split] = len(rows)
     if len(shapes) != 1:
         raise ReleaseError(f"{src}: the three matrices have different shapes {sorted(shapes)}")
@@ -93,11 +82,11 @@ def convert_tags(src, out, name, n_items):
     if links and max(i for i, _ in links) >= n_items:
         raise ReleaseError(f"{src}/tag_to_item.json: item ids go beyond the {n_items} matrix columns")
     level = tag_levels(n_tags, [t for _, t in links])
-    tags = sorted((int(k), clean_name(v)) for k, v in id_to_tag.items())
-    write_rows(os.path.join(out, f"{name}.tag"), ["tag_id:token", "tag_name:token", "tag_level:float"],
+    tags = sorted((int(k), clean_text(v)) for k, v in id_to_tag.items())
+    write_atomic_file(os.path.join(out, f"{name}.tag"), ["tag_id:token", "tag_name:token", "tag_level:float"],
                [(k, v, int(level[k])) for k, v in tags])
-    write_rows(os.path.join(out, f"{name}.tagedge"), ["parent_tag_id:token", "child_tag_id:token"], edges)
-    write_rows(os.path.join(out, f"{name}.itemtag"), ["item_id:token", "tag_id:token"], links)
+    write_atomic_file(os.path.join(out, f"{name}.tagedge"), ["parent_tag_id:token", "child_tag_id:token"], edges)
+    write_atomic_file(os.path.join(out, f"{name}.itemtag"), ["item_id:token", "tag_id:token"], links)
     return {"tags": len(tags), "tag_tag": len(edges), "tag_item": len(links), "dropped_self_edges": self_loops}
 
 
@@ -117,7 +106,7 @@ def convert_phase1(directory, out, name, prefix, shape):
         if tensor.dim() != 2 or tensor.size(0) != rows:
             raise ReleaseError(f"{path}: shape {tuple(tensor.shape)}, expected ({rows}, d)")
         values = tensor.numpy().astype(np.float64)
-        write_rows(os.path.join(out, f"{name}.{kind}init"), [f"{field}_id:token", f"{field}_init:float_seq"],
+        write_atomic_file(os.path.join(out, f"{name}.{kind}init"), [f"{field}_id:token", f"{field}_init:float_seq"],
                    ((i, " ".join(repr(float(np.float32(v))) for v in values[i])) for i in range(rows)))
 
 

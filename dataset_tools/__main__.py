@@ -120,9 +120,11 @@ def run_stage(stage, args, folder):
         if args.encoder.startswith("openai:"):
             import openai
 
-            client = openai.OpenAI(base_url=args.base_url or os.environ.get("OPENAI_BASE_URL"),
-                                   api_key=args.api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
-                                   max_retries=args.retries, timeout=args.timeout)
+            from dataset_tools.llm import endpoint_from_args
+
+            base_url, api_key = endpoint_from_args(args)
+            client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed", max_retries=args.retries,
+                                   timeout=args.timeout)
         return pipeline.run_encode(folder, args.dataset, load_encoder(args.encoder, client))
     if stage == "write":
         return pipeline.run_write(folder, args.dataset)

@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from dataset_tools.common import PipelineError, fingerprint
 from dataset_tools.prompts import response_format
 
+DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the openai client's own default
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+def endpoint_from_args(args):
+    """(base URL, API key) from the flags, else OPENAI_BASE_URL / OPENAI_API_KEY (either may be None)."""
+    return (args.base_url or os.environ.get("OPENAI_BASE_URL"), args.api_key or os.environ.get("OPENAI_API_KEY"))
 
 
 @dataclass
@@ -41,10 +47,9 @@ class LLMSettings:
     @classmethod
     def from_args(cls, args):
         """Flags first, then OPENAI_BASE_URL / OPENAI_API_KEY / HYPERLLM_LLM_MODEL."""
+        base_url, api_key = endpoint_from_args(args)
         settings = cls(
-            base_url=args.base_url or os.environ.get("OPENAI_BASE_URL"),
-            model=args.model or os.environ.get("HYPERLLM_LLM_MODEL"),
-            api_key=args.api_key or os.environ.get("OPENAI_API_KEY"),
+            base_url=base_url, model=args.model or os.environ.get("HYPERLLM_LLM_MODEL"), api_key=api_key,
             timeout=args.timeout, retries=args.retries, concurrency=args.concurrency,
             json_mode=args.json_mode, temperature=args.temperature, max_tokens=args.max_tokens,
             max_asks=args.max_asks,
@@ -53,9 +58,13 @@ class LLMSettings:
             raise PipelineError("no LLM model given: pass --model NAME or set HYPERLLM_LLM_MODEL")
         return settings
 
+    @property
+    def endpoint(self):
+        return self.base_url or DEFAULT_BASE_URL
+
     def describe(self):
         """What the logs and the manifest may show (never the key)."""
-        return {"base_url": self.base_url or "https://api.openai.com/v1", "model": self.model,
+        return {"base_url": self.endpoint, "model": self.model,
                 "json_mode": self.json_mode, "temperature": self.temperature, "max_tokens": self.max_tokens}
 
 
@@ -126,7 +135,7 @@ class ChatClient:
         """(answer text, usage dict, from_cache) for ``messages``; cached by model + messages + options."""
         options = {"temperature": self.settings.temperature, "max_tokens": self.settings.max_tokens,
                    "schema": schema_name if self.settings.json_mode != "none" else None}
-        key = AnswerCache.key(self.settings.describe()["base_url"] + " " + self.settings.model, messages, options)
+        key = AnswerCache.key(self.settings.endpoint + " " + self.settings.model, messages, options)
         hit = self.cache.get(key)
         if hit is not None:
             return hit["answer"], hit["usage"], True
@@ -190,7 +199,7 @@ class ChatClient:
         return True
 
     def _where(self):
-        return f"LLM server {self.settings.base_url or 'https://api.openai.com/v1'}"
+        return f"LLM server {self.settings.endpoint}"
 
     @staticmethod
     def _reason(error):

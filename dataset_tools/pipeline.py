@@ -213,6 +213,16 @@ def fill_failures(results, fallback, kind, path, on_failure):
     return results
 
 
+def save_records(path, summary, results, kind, fallback, on_failure):
+    """Fill or refuse failed records (``fill_failures``), and write {summary, records} to ``path`` either way,
+    so a stage that stops still leaves every answer and problem it has."""
+    try:
+        fill_failures(results, fallback, kind, path, on_failure)
+    finally:
+        write_json(path, {"summary": summary,
+                          "records": {k: {"record": r, **i} for k, (r, i) in sorted(results.items())}})
+
+
 def run_items(folder, name, provider, concurrency=1, on_failure="fail", fallback_provider=None):
     """Item records (summary, 3 tag levels, edges) for every item; returns the stage summary."""
     fields = load_item_fields(folder, name)
@@ -220,13 +230,8 @@ def run_items(folder, name, provider, concurrency=1, on_failure="fail", fallback
     results, counts, tokens = run_jobs(jobs, provider.item_record, concurrency, "items")
     out_path = work_file(folder, "items.json")
     summary = {"provider": provider.describe(), "items": len(jobs), "status": counts, "tokens": tokens}
-    payload = {"summary": summary, "records": {k: {"record": r, **i} for k, (r, i) in sorted(results.items())}}
-    try:
-        fallback = (lambda item: fallback_provider.item_record(item, fields[item])) if fallback_provider else None
-        results = fill_failures(results, fallback, "item", out_path, on_failure)
-    finally:
-        payload["records"] = {k: {"record": r, **i} for k, (r, i) in sorted(results.items())}
-        write_json(out_path, payload)
+    fallback = (lambda item: fallback_provider.item_record(item, fields[item])) if fallback_provider else None
+    save_records(out_path, summary, results, "item", fallback, on_failure)
     return summary
 
 
@@ -292,12 +297,8 @@ def run_users(folder, name, provider, concurrency=1, max_items=DEFAULT_MAX_USER_
     summary = {"provider": provider.describe(), "users": len(jobs), "status": counts, "tokens": tokens,
                "history": {"source": f"{name}.train.inter", "max_items": max_items, "max_chars": max_chars,
                            "train_sha256": file_fingerprint(dataset_file(folder, name, "train.inter"))}}
-    try:
-        fallback = (lambda user: fallback_provider.user_record(user, jobs[user][1])) if fallback_provider else None
-        results = fill_failures(results, fallback, "user", out_path, on_failure)
-    finally:
-        write_json(out_path, {"summary": summary,
-                              "records": {k: {"record": r, **i} for k, (r, i) in sorted(results.items())}})
+    fallback = (lambda user: fallback_provider.user_record(user, jobs[user][1])) if fallback_provider else None
+    save_records(out_path, summary, results, "user", fallback, on_failure)
     return summary
 
 

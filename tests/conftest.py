@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -72,3 +73,38 @@ def build_model(config_dict, model, dataset="toy"):
 def backbone_of(net):
     """The backbone of a HyperLLM model, or the model itself."""
     return getattr(net, "backbone", net)
+
+
+def embedding_params(net):
+    """The user, item (and, for HyperLLM, tag) embeddings of a model."""
+    backbone = backbone_of(net)
+    tags = (net.tag_embedding,) if hasattr(net, "tag_embedding") else ()
+    return (backbone.user_embedding, backbone.item_embedding) + tags
+
+
+def assert_loss_terms(net, batch, names):
+    """``calculate_loss`` gives finite scalar terms named ``names``; returns them."""
+    losses = net.calculate_loss(batch)
+    assert net.last_loss_names == names and len(losses) == len(names)
+    assert all(torch.isfinite(term) and term.dim() == 0 for term in losses)
+    return losses
+
+
+def assert_gradients_reach_embeddings(net, losses):
+    sum(losses).backward()
+    for param in embedding_params(net):
+        assert param.grad is not None and torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0
+
+
+def assert_phase1_trains_only_the_moe(net, batch, names):
+    """After ``enter_meta_phase`` only ``moe.*`` is trainable, the terms are ``names`` and only the MoE gets
+    gradients; returns the terms."""
+    net.enter_meta_phase()
+    for name, param in net.named_parameters():
+        assert param.requires_grad == name.startswith("moe."), name
+    losses = net.calculate_loss(batch)
+    assert net.last_loss_names == names and all(torch.isfinite(t) for t in losses)
+    sum(losses).backward(retain_graph=True)
+    assert all(p.grad is None for n, p in net.named_parameters() if not n.startswith("moe."))
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.moe.parameters())
+    return losses

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import backbone_of, build_model
+from conftest import assert_gradients_reach_embeddings, assert_loss_terms, assert_phase1_trains_only_the_moe, build_model
 
 from recbole_hyperllm.losses import margin_ranking_loss
 from recbole_hyperllm.manifold import LorentzBall, sqdist_pairs
@@ -24,13 +24,8 @@ TERMS = {
 def test_loss_terms_are_finite_and_reach_the_embeddings(toy, model):
     _, config = toy
     config, net, train = build_model(dict(config, num_neg=3), model)
-    losses = net.calculate_loss(next(iter(train)))
-    assert net.last_loss_names == TERMS[model] and len(losses) == len(TERMS[model])
-    assert all(torch.isfinite(term) and term.dim() == 0 for term in losses)
-    sum(losses).backward()
-    backbone = backbone_of(net)
-    for param in (backbone.user_embedding, backbone.item_embedding) + ((net.tag_embedding,) if model.startswith("HyperLLM") else ()):
-        assert param.grad is not None and torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0
+    losses = assert_loss_terms(net, next(iter(train)), TERMS[model])
+    assert_gradients_reach_embeddings(net, losses)
 
 
 @pytest.mark.parametrize("model", ["HyperLLM_HRCF", "HyperLLM_HICF"])
@@ -39,15 +34,8 @@ def test_phase1_freezes_every_backbone_parameter(toy, model):
     config, net, train = build_model(dict(config, num_neg=3), model)
     names = [name for name, _ in net.named_parameters()]
     assert {"backbone.user_embedding", "backbone.item_embedding"} <= set(names)
-    net.enter_meta_phase()
-    for name, param in net.named_parameters():
-        assert param.requires_grad == name.startswith("moe."), name
-    losses = net.calculate_loss(next(iter(train)))
     expected = ("rank", "hrcf_reg") if model.endswith("HRCF") else ("rank",)
-    assert net.last_loss_names == expected and all(torch.isfinite(t) for t in losses)
-    sum(losses).backward()
-    assert all(p.grad is None for n, p in net.named_parameters() if not n.startswith("moe."))
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.moe.parameters())
+    assert_phase1_trains_only_the_moe(net, next(iter(train)), expected)
 
 
 @pytest.mark.parametrize("model", list(TERMS) + ["HGCH", "HyperLLM_HGCH", "HyperCL", "HyperLLM_HyperCL"])

@@ -4,7 +4,8 @@ import math
 import geoopt
 import pytest
 import torch
-from conftest import backbone_of, build_model
+from conftest import (assert_gradients_reach_embeddings, assert_loss_terms, assert_phase1_trains_only_the_moe,
+                      backbone_of, build_model)
 
 from recbole_hyperllm.losses import hyperbolic_infonce_reference
 from recbole_hyperllm.model.hyperbolic.hgch import (
@@ -21,26 +22,14 @@ def test_loss_terms_are_finite_and_reach_the_embeddings(toy, model):
     backbone = backbone_of(net)
     assert isinstance(backbone, HGCH) and isinstance(backbone.manifold, geoopt.PoincareBall)
     assert backbone.user_embedding.norm(dim=-1).max() < 1.0  # points of the ball
-    losses = net.calculate_loss(next(iter(train)))
-    assert net.last_loss_names == TERMS[model]
-    assert all(torch.isfinite(term) and term.dim() == 0 for term in losses)
-    sum(losses).backward()
-    params = (backbone.user_embedding, backbone.item_embedding) + ((net.tag_embedding,) if model.startswith("HyperLLM") else ())
-    for param in params:
-        assert param.grad is not None and torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0
+    losses = assert_loss_terms(net, next(iter(train)), TERMS[model])
+    assert_gradients_reach_embeddings(net, losses)
 
 
 def test_phase1_trains_only_the_moe(toy):
     _, config = toy
     config, net, train = build_model(dict(config), "HyperLLM_HGCH")
-    net.enter_meta_phase()
-    for name, param in net.named_parameters():
-        assert param.requires_grad == name.startswith("moe."), name
-    losses = net.calculate_loss(next(iter(train)))
-    assert net.last_loss_names == ("rank",) and all(torch.isfinite(t) for t in losses)
-    sum(losses).backward()
-    assert all(p.grad is None for n, p in net.named_parameters() if not n.startswith("moe."))
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.moe.parameters())
+    assert_phase1_trains_only_the_moe(net, next(iter(train)), ("rank",))
     # phase 2: the MoE outputs (tangent vectors at the origin) become points of the ball
     users, items = net.semantic_outputs()
     net.initialise_id_embeddings(users, items)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import backbone_of, build_model
+from conftest import assert_gradients_reach_embeddings, assert_loss_terms, assert_phase1_trains_only_the_moe, backbone_of, build_model
 
 from recbole_hyperllm.manifold import LorentzBall, minkowski_inner
 from recbole_hyperllm.model.hyperbolic.hypercl import hypercl_ssl_loss, lorentz_centroid_normalise, symmetric_normalised
@@ -16,19 +16,14 @@ TERMS = {"HyperCL": ("rank", "ssl"), "HyperLLM_HyperCL": ("rank", "ssl", "tag", 
 def test_loss_terms_are_finite_and_reach_the_embeddings(toy, model):
     _, config = toy
     config, net, train = build_model(dict(config, ssl_reg=0.5), model)
-    losses = net.calculate_loss(next(iter(train)))
-    assert net.last_loss_names == TERMS[model] and len(losses) == len(TERMS[model])
-    assert all(torch.isfinite(term) and term.dim() == 0 for term in losses)
+    losses = assert_loss_terms(net, next(iter(train)), TERMS[model])
     backbone = backbone_of(net)
     # the SSL term alone reaches the user and item embeddings
     ssl = losses[net.last_loss_names.index("ssl")]
     assert ssl > 0
     grads = torch.autograd.grad(ssl, [backbone.user_embedding, backbone.item_embedding], retain_graph=True)
     assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
-    sum(losses).backward()
-    params = (backbone.user_embedding, backbone.item_embedding) + ((net.tag_embedding,) if model.startswith("HyperLLM") else ())
-    for param in params:
-        assert param.grad is not None and torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0
+    assert_gradients_reach_embeddings(net, losses)
 
 
 def test_rank_term_and_scores_are_hgcf(toy):
@@ -45,16 +40,10 @@ def test_rank_term_and_scores_are_hgcf(toy):
 def test_phase1_freezes_every_backbone_parameter(toy):
     _, config = toy
     config, net, train = build_model(dict(config), "HyperLLM_HyperCL")
-    net.enter_meta_phase()
-    for name, param in net.named_parameters():
-        assert param.requires_grad == name.startswith("moe."), name
-    losses = net.calculate_loss(next(iter(train)))
-    assert net.last_loss_names == ("rank", "ssl") and all(torch.isfinite(t) for t in losses)
+    losses = assert_phase1_trains_only_the_moe(net, next(iter(train)), ("rank", "ssl"))
     # the SSL views are built from the phase-1 inputs (MoE outputs): the SSL term alone trains the MoE
     grads = torch.autograd.grad(losses[1], list(net.moe.parameters()), retain_graph=True, allow_unused=True)
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
-    sum(losses).backward()
-    assert all(p.grad is None for n, p in net.named_parameters() if not n.startswith("moe."))
 
 
 def test_phase1_cache_key_depends_on_the_ssl_settings(toy):

@@ -124,3 +124,16 @@ def test_phase1_cache_key_depends_on_the_backbone_loss_settings(toy, model, key,
     config1, net1, train1 = build_model(dict(config), model)
     config2, net2, train2 = build_model(dict(config, **{key: other}), model)
     assert cache_key(config1, net1, train1) != cache_key(config2, net2, train2)
+
+
+@pytest.mark.parametrize("backbone", ["HICF", "HyperCL"])
+def test_wo_meta_divergence_stops_with_the_term_and_step(toy, backbone):
+    """The paper's "w/o Meta" runs of HICF and HyperCL go to NaN in the first epoch (Table 4).
+    Here a huge learning rate forces the same: the run must stop with DivergenceError naming
+    the loss term, epoch and batch, and never return metrics."""
+    from recbole_hyperllm.model.hyperbolic.base import DivergenceError
+    _, config = toy
+    config = dict(config, variant="HyperLLM", ablation="wo_meta", semantic_init="moe",
+                  learning_rate=1e30, epochs=3)
+    with pytest.raises(DivergenceError, match=r"loss term '(rank|tag|cl|ssl)' is (nan|inf|-inf) at epoch 0, batch [1-9]\d*"):
+        run_recbole_hyperllm(f"HyperLLM_{backbone}", "toy", config_dict=config)

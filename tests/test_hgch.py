@@ -8,6 +8,7 @@ from conftest import (assert_gradients_reach_embeddings, assert_loss_terms, asse
                       backbone_of, build_model)
 
 from recbole_hyperllm.losses import hyperbolic_infonce_reference
+from recbole_hyperllm.manifold import LorentzBall, sqdist_pairs
 from recbole_hyperllm.model.hyperbolic.hgch import (
     HGCH, gyromidpoint_spmm, poincare_sqdist_pairs, poincare_to_hyperboloid,
 )
@@ -119,3 +120,22 @@ def test_mean_loss_and_popularity_prior(toy):
     radius = net.item_embedding.detach().norm(dim=-1)[1:]
     low, high = deg <= deg.median(), deg > deg.median()
     assert radius[high].mean() < radius[low].mean()
+
+
+def test_released_phase1_vectors_become_the_isometric_ball_points(toy):
+    """The release's phase-1 vectors are tangents of the hyperboloid's origin; HGCH must start from
+    the same hyperbolic points (distances kept), not reread them as tangents of the ball."""
+    _, config = toy
+    _, net, _ = build_model(dict(config), "HGCH")
+    tangent = torch.randn(6, 8, generator=torch.Generator().manual_seed(0))
+    tangent[:3] *= 0.2  # below the 1.5 cap
+    lorentz = LorentzBall(max_norm=1.5).expmap0_capped(tangent)
+    ball = net.points_from_lorentz(tangent)
+    assert ball.shape == (6, 8) and torch.allclose(ball[:, -1], torch.zeros(6), atol=1e-6)
+    pairs = torch.combinations(torch.arange(6), 2)
+    expected = sqdist_pairs(lorentz[pairs[:, 0]], lorentz[pairs[:, 1]])
+    got = poincare_sqdist_pairs(ball[pairs[:, 0]], ball[pairs[:, 1]])
+    assert torch.allclose(got, expected, rtol=1e-3, atol=1e-4)
+    origin = torch.zeros(1, 8)
+    assert torch.allclose(poincare_sqdist_pairs(ball, origin.expand(6, -1)).sqrt(), torch.acosh(lorentz[:, 0]), atol=1e-3)
+    assert net.manifold.check_point_on_manifold(ball)

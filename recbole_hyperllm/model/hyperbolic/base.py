@@ -92,6 +92,11 @@ class HyperbolicBackbone(PropagatedScoring, GeneralRecommender):
         points = self.manifold.expmap0_capped(tangent.to(torch.float32))
         return ManifoldParameter(points.to(self.device), manifold=self.manifold, requires_grad=True)
 
+    def points_from_lorentz(self, tangent):
+        """Points of this manifold for tangent vectors of the hyperboloid's origin (the convention of
+        the released phase-1 output): exp_0, capped, on the hyperboloid."""
+        return self.manifold.expmap0_capped(tangent)
+
     def user_item_graph(self, dataset):
         """Row-normalised user-item graph with self loops over n_users + n_items nodes."""
         inter = dataset.inter_matrix(form="coo")

@@ -39,10 +39,11 @@ import geoopt
 import numpy as np
 import torch
 
-from recbole_hyperllm.manifold import acosh_clamped
+from recbole_hyperllm.manifold import LorentzBall, acosh_clamped
 from recbole_hyperllm.model.hyperbolic.base import HyperbolicBackbone
 
-__all__ = ["HGCH", "CappedPoincareBall", "gyromidpoint_spmm", "poincare_sqdist_pairs", "poincare_to_hyperboloid"]
+__all__ = ["HGCH", "CappedPoincareBall", "gyromidpoint_spmm", "poincare_sqdist_pairs", "poincare_to_hyperboloid",
+           "hyperboloid_to_poincare"]
 
 # Power of the popularity prior (model_utils.get_pop_init_euc_weights: ``pow(1.1)``).
 POP_POWER = 1.1
@@ -107,6 +108,12 @@ def poincare_to_hyperboloid(p):
     return torch.cat([1.0 + sq, 2.0 * p], dim=-1) / (1.0 - sq).clamp_min(1e-15)
 
 
+def hyperboloid_to_poincare(x):
+    """The isometry hyperboloid -> ball (k = 1, time first): x_{1:} / (1 + x_0) (Nickel and Kiela,
+    ICML 2018, Eq. 11 inverted)."""
+    return x.narrow(-1, 1, x.size(-1) - 1) / (1.0 + x.narrow(-1, 0, 1))
+
+
 class HGCH(HyperbolicBackbone):
     manifold_class = CappedPoincareBall
     loss_config_keys = ("hgch_loss_mean",)
@@ -164,6 +171,14 @@ class HGCH(HyperbolicBackbone):
         i2 = items.pow(2).sum(dim=-1, keepdim=True)
         gap = (u2 + i2.t() - 2.0 * users @ items.t()).clamp_min(0.0)
         return -gap / ((1.0 - u2) * (1.0 - i2.t())).clamp_min(1e-15)
+
+    def points_from_lorentz(self, tangent):
+        """The ball points isometric to the hyperboloid points exp_0(tangent), capped as the Lorentz
+        backbones cap them (so the released phase-1 geometry is kept, not reread as ball tangents).
+        A hyperboloid in R^d is a (d-1)-dimensional space and this ball has d axes: the image gets
+        a last coordinate of 0."""
+        point = hyperboloid_to_poincare(LorentzBall(max_norm=self.manifold.max_norm).expmap0_capped(tangent))
+        return self.manifold.projx(torch.cat([point, point.new_zeros(point.size(0), 1)], dim=-1))
 
     def hyperboloid_points(self, points):
         return poincare_to_hyperboloid(points)

@@ -72,7 +72,8 @@ def symmetric_normalised(rows, cols, n_nodes):
     values = torch.ones(rows.numel(), device=rows.device)
     degree = torch.zeros(n_nodes, device=rows.device).index_add_(0, rows, values)
     inv_sqrt = torch.where(degree > 0, degree.clamp_min(1.0).rsqrt(), torch.zeros_like(degree))
-    matrix = torch.sparse_coo_tensor(torch.stack([rows, cols]), inv_sqrt[rows] * inv_sqrt[cols], (n_nodes, n_nodes))
+    matrix = torch.sparse_coo_tensor(torch.stack([rows, cols]), inv_sqrt[rows] * inv_sqrt[cols], (n_nodes, n_nodes),
+                                     check_invariants=False)  # indices come from the graph itself
     return matrix.coalesce().to_sparse_csr()
 
 

@@ -103,7 +103,7 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
         if self.plan.given_phase1:
             users = tag_data.load_node_vectors(dataset, "userinit", self.USER_ID, "user_init", self.n_users)
             items = tag_data.load_node_vectors(dataset, "iteminit", self.ITEM_ID, "item_init", self.n_items)
-            self.initialise_id_embeddings(users, items)
+            self.initialise_id_embeddings(users, items, to_points=self.backbone.points_from_lorentz)
 
     # ----- construction ---------------------------------------------------
     def _build_structural(self, config, dataset):
@@ -150,8 +150,10 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
         with torch.no_grad():
             return self.moe(self.user_semantic), self.moe(self.item_semantic)
 
-    def initialise_id_embeddings(self, user_tangent, item_tangent):
-        """Eq. (12): e_u = x_u, e_i = x_i (mapped onto the manifold); the MoE is frozen afterwards."""
+    def initialise_id_embeddings(self, user_tangent, item_tangent, to_points=None):
+        """Eq. (12): e_u = x_u, e_i = x_i (mapped onto the manifold by ``to_points``, default the
+        capped exp_0); the MoE is frozen afterwards."""
+        to_points = to_points or self.manifold.expmap0_capped
         expected = (self.n_users, self.backbone.embedding_size), (self.n_items, self.backbone.embedding_size)
         if (tuple(user_tangent.shape), tuple(item_tangent.shape)) != expected:
             raise ValueError(
@@ -159,8 +161,8 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
                 f"this dataset and embedding_size need {expected[0]}, {expected[1]}"
             )
         with torch.no_grad():
-            self.backbone.user_embedding.copy_(self.manifold.expmap0_capped(user_tangent.to(self.device)))
-            self.backbone.item_embedding.copy_(self.manifold.expmap0_capped(item_tangent.to(self.device)))
+            self.backbone.user_embedding.copy_(to_points(user_tangent.to(self.device)))
+            self.backbone.item_embedding.copy_(to_points(item_tangent.to(self.device)))
         self.phase = "integrate"
         for name, param in self.named_parameters():
             param.requires_grad_(name in self._trainable and not name.startswith("moe."))

@@ -1,73 +1,158 @@
-"""Where one HyperLLM_HGCF training step on Beauty spends its time (median over steps, per part).
+"""Where one epoch of a plugin model on Beauty spends its time, per part.
 
-    python benchmarks/profile_step.py --data ../shared/data/hyperllm-official [--steps 10]
+    python benchmarks/profile_step.py --model HyperLLM_HyperCL [--steps 10] [--workdir DIR]
+        [--data ../shared/data/hyperllm-official] [--out results/profile_HyperLLM_HyperCL.json]
 
-Times each part of ``HyperLLM.calculate_loss`` plus the backward pass and the RSGD
-step, separately, with the authors' Beauty hyper-parameters. Skips cleanly when
-the release is absent.
+With the authors' Beauty hyper-parameters (``properties/beauty``), runs ``--steps``
+training steps exactly as the trainer does (``calculate_loss``, backward, optimiser
+step) and times, per step, the model's parts by wrapping them:
+
+* ``propagate``: every graph propagation of the backbone (user-item graph, and the
+  tag graph for HyperLLM), with the exp/log maps around it;
+* ``pair_loss``: the margin ranking losses (user-item, and the tag graph's);
+* ``extra_losses``: the backbone's own extra terms (HyperCL's second view + InfoNCE,
+  HRCF's regulariser);
+* ``negative_candidates``: HICF's informative-negative candidates;
+* ``tag sampling`` and ``Eq. 16`` (HyperLLM);
+* ``rest of forward`` = calculate_loss minus the parts above, ``backward``, ``optimizer step``.
+
+A part called from inside another timed part counts for the outer one only. Per epoch
+it also times one pass of RecBole's training loader alone (``sampling``: negative
+sampling + batching) and one validation pass (``evaluation``). Figures are medians
+over the steps, scaled to the epoch's number of batches. Skips cleanly when the
+release is absent.
 """
 import argparse
+import functools
+import json
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "hyperllm-official"))
-    parser.add_argument("--workdir", default=None)
-    parser.add_argument("--steps", type=int, default=10)
-    args = parser.parse_args(argv)
-    if not (Path(args.data) / "beauty" / "train_matrix.npz").is_file():
-        print(f"skipped: the authors' release is not at {args.data}")
-        return 0
+class PartTimer:
+    """Wall-clock seconds per named part; nested timed calls count for the outermost one."""
+
+    def __init__(self):
+        self.times = {}
+        self._depth = 0
+
+    def record(self, name, seconds):
+        self.times.setdefault(name, []).append(seconds)
+
+    def wrap(self, owner, attribute, name=None):
+        """Replace ``owner.attribute`` (a callable) by a timed version, if it exists."""
+        function = getattr(owner, attribute, None)
+        if function is None:
+            return
+
+        @functools.wraps(function)
+        def timed(*args, **kwargs):
+            self._depth += 1
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.record(name or attribute, time.perf_counter() - start)
+
+        setattr(owner, attribute, timed)
+
+    def call(self, name, fn):
+        start = time.perf_counter()
+        value = fn()
+        self.record(name, time.perf_counter() - start)
+        return value
+
+    def step_parts(self, steps):
+        """{part: seconds per step}: the median over steps of each part's per-step total."""
+        return {name: statistics.median(values[-steps:]) if len(values) >= steps else sum(values) / steps
+                for name, values in self.times.items()}
+
+
+def instrument(net, timer):
+    """Wrap the parts of a backbone (and of HyperLLM around it) that the docstring lists."""
+    import recbole_hyperllm.model.hyperllm.hyperllm as hyperllm_module
+
+    backbone = getattr(net, "backbone", net)
+    for attribute in ("propagate", "pair_loss", "extra_losses", "negative_candidates"):
+        timer.wrap(backbone, attribute)
+    if hasattr(net, "tag_sampler"):
+        timer.wrap(net.tag_sampler, "next_batch", "tag sampling")
+    for attribute in ("hyperbolic_infonce", "hyperbolic_infonce_in_batch"):
+        timer.wrap(hyperllm_module, attribute, "Eq. 16")
+
+
+def profile(model, workdir, data, steps):
+    import torch
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
+
     from reproduce_table3 import DATASET, config_files, convert
-    from recbole_hyperllm.losses import hyperbolic_infonce
     from recbole_hyperllm.quick_start import create_config
     from recbole_hyperllm.trainer import HyperbolicTrainer
     from recbole_hyperllm.utils import get_model
 
-    workdir = args.workdir or tempfile.mkdtemp(prefix="hyperllm-beauty-")
-    config = create_config("HyperLLM_HGCF", DATASET, config_files("HyperLLM_HGCF"), {
-        "data_path": convert(args.data, workdir), "show_progress": False, "state": "WARNING",
+    config = create_config(model, DATASET, config_files(model), {
+        "data_path": convert(data, workdir), "show_progress": False, "state": "WARNING",
         "checkpoint_dir": str(Path(workdir) / "saved")})
     init_seed(config["seed"], True)
-    train, _, _ = data_preparation(config, create_dataset(config))
-    net = get_model("HyperLLM_HGCF")(config, train.dataset)
-    optimizer = HyperbolicTrainer(config, net).optimizer
-    times = {}
+    train, valid, _ = data_preparation(config, create_dataset(config))
+    net = get_model(model)(config, train.dataset)
+    trainer = HyperbolicTrainer(config, net)
+    net.train()
+    timer = PartTimer()
+    instrument(net, timer)
+    batches = 0
+    start = time.perf_counter()
+    for interaction in train:
+        batches += 1
+    timer.record("sampling", time.perf_counter() - start)
+    measured = 0
+    for interaction in train:
+        if measured == steps:
+            break
+        losses = timer.call("forward", lambda: net.calculate_loss(interaction))
+        loss = sum(losses) if isinstance(losses, tuple) else losses
+        timer.call("backward", loss.backward)
+        timer.call("optimizer step", lambda: (trainer.optimizer.step(), trainer.optimizer.zero_grad()))
+        measured += 1
+    net.eval()
+    with torch.no_grad():
+        timer.call("evaluation", lambda: trainer._valid_epoch(valid, show_progress=False))
+    per_step = timer.step_parts(measured)
+    per_step["rest of forward"] = per_step.pop("forward") - sum(
+        v for k, v in per_step.items() if k not in ("forward", "backward", "optimizer step", "sampling", "evaluation"))
+    per_epoch = {k: (v if k in ("sampling", "evaluation") else v * batches) for k, v in per_step.items()}
+    return {"model": model, "steps": measured, "batches_per_epoch": batches,
+            "seconds_per_epoch": per_epoch, "total": sum(per_epoch.values())}
 
-    def timed(name, fn):
-        start = time.perf_counter()
-        value = fn()
-        times.setdefault(name, []).append(time.perf_counter() - start)
-        return value
 
-    for _, interaction in zip(range(args.steps), train):
-        item_t, ui = timed("user-item propagation", net._propagate_user_item)
-        rank = timed("rank loss", lambda: net.backbone.interaction_loss(ui, interaction, net.margin)["rank"])
-        tag = timed("tag-graph propagation", lambda: net.backbone.propagate(
-            torch.cat([net.manifold.logmap0(net.tag_embedding), item_t]), net.tag_graph))
-        anchors, positives, negatives = timed("tag sampling", lambda: net.tag_sampler.next_batch(net.device))
-        tag_loss = timed("tag loss", lambda: net.backbone.pair_loss(tag, anchors, positives, negatives, net.tag_margin))
-        cl = timed("Eq. 16 forward + gradient", lambda: net.cl_weight * hyperbolic_infonce(
-            ui[net.n_users + 1:], tag[net.n_tags + 1:], net.cl_temperature, net.cl_chunk_size))
-        timed("rest of backward", lambda: (rank + tag_loss + cl).backward())
-        timed("RSGD step", lambda: (optimizer.step(), optimizer.zero_grad()))
-    total = sum(statistics.median(v) for v in times.values())
-    for name, values in sorted(times.items(), key=lambda kv: -statistics.median(kv[1])):
-        print(f"{name:28s} {statistics.median(values) * 1000:7.1f} ms")
-    print(f"{'sum per step':28s} {total * 1000:7.1f} ms")
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "hyperllm-official"))
+    parser.add_argument("--model", default="HyperLLM_HGCF")
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--out", default=None, help="also write the figures as JSON here")
+    args = parser.parse_args(argv)
+    if not (Path(args.data) / "beauty" / "train_matrix.npz").is_file():
+        print(f"skipped: the authors' release is not at {args.data}")
+        return 0
+    result = profile(args.model, args.workdir or tempfile.mkdtemp(prefix="hyperllm-beauty-"), args.data, args.steps)
+    print(f"{args.model}: {result['batches_per_epoch']} batches per epoch, median of {result['steps']} steps")
+    for name, seconds in sorted(result["seconds_per_epoch"].items(), key=lambda kv: -kv[1]):
+        print(f"  {name:22s} {seconds:7.2f} s/epoch  {100 * seconds / result['total']:5.1f} %")
+    print(f"  {'total':22s} {result['total']:7.2f} s/epoch")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
 

@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -164,3 +165,15 @@ def test_hyperllm_on_ml100k_runs_offline_from_a_fresh_folder(tmp_path):
         handle.write("1\t2\t5\t0\n")
     with pytest.raises(AtomicFileError, match="another training split"):
         check_user_summaries_split(str(folder), "ml-100k", ["train", "valid", "test"])
+
+
+@pytest.mark.parametrize("space", sorted(p.name for p in (Path(ROOT) / "hyper").glob("*.hyper")))
+def test_shipped_search_spaces_name_keys_their_model_knows(toy, space):
+    """Every line of hyper/<Model>.hyper is ``key choice [...]`` over a key of that model's YAML."""
+    _, config = toy
+    model = space[: -len(".hyper")]
+    known = create_config(model, "toy", config_dict=dict(config))
+    for line in (Path(ROOT) / "hyper" / space).read_text().splitlines():
+        key, kind, values = line.split(maxsplit=2)
+        assert kind == "choice" and isinstance(eval(values), list), line
+        assert known[key] is not None, f"{space}: {key} is not a config key of {model}"

@@ -16,6 +16,11 @@ the margin ranking loss (``models/hicf_model.py``):
   points, as the reference computes it) is used as the negative;
 * the loss is sum(max(d^2(u, i) - d^2(u, j*) + m * w(u, i), 0)).
 
+HICF's code maps to the hyperboloid with HGCN's exp at the origin, which has no cap on the
+distance from the origin; with this package's default cap (``max_norm`` 1.5) every point ends
+on the sphere of radius 1.5 and the adaptive margin, a function of the distance from the
+origin, hardly varies. ``properties/beauty/HICF.yaml`` sets ``max_norm: 0`` (no cap).
+
 The reference draws the candidates uniformly from all items and redraws those that
 are positive pairs of the batch; here they are drawn with ``torch.randint`` over the
 real items (RecBole's item 0 is padding) and redrawn while they are training

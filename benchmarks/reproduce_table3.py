@@ -61,14 +61,21 @@ def parse_args(argv=None):
                              "benchmark resumes where it stopped)")
     parser.add_argument("--markdown", action="store_true",
                         help="only print the table of --out as Markdown (no training)")
+    parser.add_argument("--speed-markdown", action="store_true",
+                        help="only print seconds per epoch of --out per backbone and variant as Markdown")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra RecBole config for every model, e.g. --set test_mask=train_valid")
     return parser.parse_args(argv)
 
 
+def split_label(name):
+    """'HICF@capped' -> 'HICF': a label after '@' names a run with other --set values."""
+    return name.partition("@")[0]
+
+
 def split_model(name):
     """'HyperLLM_HGCF:Structural' -> ('HyperLLM_HGCF', {'variant': 'Structural'})."""
-    model, _, variant = name.partition(":")
+    model, _, variant = split_label(name).partition(":")
     return model, ({"variant": variant} if variant else {})
 
 
@@ -141,7 +148,7 @@ def print_table(results):
         if "error" in entry:
             print(f"{name:28s} ERROR {entry['error']}")
             continue
-        paper = PAPER.get(name, (None,) * 4)
+        paper = PAPER.get(split_label(name), (None,) * 4)
         cells = []
         for metric, reference in zip(METRICS, paper):
             value = entry["test"][metric]
@@ -151,22 +158,78 @@ def print_table(results):
     print("(paper's Table 3 in parentheses; test set, best validation epoch)")
 
 
+def effective_setting(name, entry, key):
+    """``key`` as the run used it: its overrides, else the Beauty YAMLs (last one wins), else None."""
+    import yaml
+    if key in entry.get("config", {}):
+        return entry["config"][key]
+    value = None
+    for path in config_files(split_model(name)[0]):
+        value = (yaml.safe_load(Path(path).read_text()) or {}).get(key, value)
+    return value
+
+
+def phase1_source(name, entry):
+    """Where phase 2's user/item embeddings started: '-' (no semantic part), the released output, or own."""
+    variant = effective_setting(name, entry, "variant")
+    if not name.startswith("HyperLLM_") or variant in ("Base", "Structural"):
+        return "-"
+    if effective_setting(name, entry, "semantic_init") == "given":
+        return "released 16_50_0.1"
+    return "own phase 1"
+
+
 def markdown_table(results):
-    lines = ["| model | R@10 | R@20 | N@10 | N@20 | paper R@20 / N@20 | other mask R@20 / N@20 | best epoch / epochs | s/epoch (train + valid) | whole run s | peak RSS MB |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | phase-1 output | R@10 | R@20 | N@10 | N@20 | paper R@20 / N@20 | vs paper R@20 / N@20 | other mask R@20 / N@20 | best epoch / epochs | s/epoch (train + valid) | whole run s | peak RSS MB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, entry in results.items():
         if "error" in entry:
-            lines.append(f"| {name} | error: {entry['error']} | | | | | | | | | |")
+            lines.append(f"| {name} | | error: {entry['error']} | | | | | | | | | | |")
             continue
-        test, paper = entry["test"], PAPER.get(name)
+        test, paper = entry["test"], PAPER.get(split_label(name))
         other = entry.get("test_other_mask") or {}
         paper_cell = f"{paper[1]:.4f} / {paper[3]:.4f}" if paper else "-"
+        gap_cell = (f"{100 * (test['recall@20'] / paper[1] - 1):+.1f}% / {100 * (test['ndcg@20'] / paper[3] - 1):+.1f}%"
+                    if paper else "-")
         other_cell = (f"{other['recall@20']:.4f} / {other['ndcg@20']:.4f} ({other['test_mask']})" if other else "-")
         lines.append(
-            f"| {name} | " + " | ".join(f"{test[m]:.4f}" for m in METRICS) + f" | {paper_cell} | {other_cell} | "
+            f"| {name} | {phase1_source(name, entry)} | " + " | ".join(f"{test[m]:.4f}" for m in METRICS)
+            + f" | {paper_cell} | {gap_cell} | {other_cell} | "
             f"{entry['best_epoch']} / {entry['epochs']} | {entry['sec_per_epoch']:.2f} "
             f"({entry['train_sec_per_epoch']:.2f} + {entry['valid_sec_per_epoch']:.2f}) | {entry['seconds']:.0f} | "
             f"{entry['peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
+
+
+BACKBONES = ("HGCF", "HRCF", "HICF", "HGCH", "HyperCL")
+SPEED_COLUMNS = (("Base", "{b}"), ("Structural", "HyperLLM_{b}:Structural"), ("Semantic", "HyperLLM_{b}:Semantic"),
+                 ("HyperLLM", "HyperLLM_{b}"))
+
+
+def speed_table(results):
+    """Seconds per epoch (median, train + validation) per backbone and variant, and what HyperLLM
+    adds to the backbone's epoch, also as a ratio of what it adds to HGCF's."""
+    lines = ["| backbone | " + " | ".join(label for label, _ in SPEED_COLUMNS)
+             + " | added by HyperLLM | added / HGCF's added |",
+             "| --- |" + " --- |" * (len(SPEED_COLUMNS) + 2)]
+    seconds = {}
+    for backbone in BACKBONES:
+        row = {}
+        for label, pattern in SPEED_COLUMNS:
+            entry = results.get(pattern.format(b=backbone), {})
+            if "sec_per_epoch" in entry:
+                row[label] = entry["sec_per_epoch"]
+        seconds[backbone] = row
+    reference = seconds.get("HGCF", {})
+    reference_added = (reference["HyperLLM"] - reference["Base"]) if {"HyperLLM", "Base"} <= set(reference) else None
+    for backbone, row in seconds.items():
+        if not row:
+            continue
+        cells = [f"{row[label]:.2f}" if label in row else "-" for label, _ in SPEED_COLUMNS]
+        added = row["HyperLLM"] - row["Base"] if {"HyperLLM", "Base"} <= set(row) else None
+        ratio = f"{added / reference_added:.2f}" if added is not None and reference_added else "-"
+        lines.append(f"| {backbone} | " + " | ".join(cells) + f" | {added:+.2f} | {ratio} |" if added is not None
+                     else f"| {backbone} | " + " | ".join(cells) + " | - | - |")
     return "\n".join(lines)
 
 
@@ -174,6 +237,9 @@ def main(argv=None):
     args = parse_args(argv)
     if args.markdown:
         print(markdown_table(json.loads(Path(args.out).read_text())))
+        return 0
+    if args.speed_markdown:
+        print(speed_table(json.loads(Path(args.out).read_text())))
         return 0
     if not (Path(args.data) / "beauty" / "train_matrix.npz").is_file():
         print(f"skipped: the authors' release is not at {args.data} (expected beauty/ and phase1/ there)")

@@ -179,6 +179,10 @@ def phase1_source(name, entry):
     return "own phase 1"
 
 
+def number(value, digits):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def markdown_table(results):
     lines = ["| model | phase-1 output | R@10 | R@20 | N@10 | N@20 | paper R@20 / N@20 | vs paper R@20 / N@20 | other mask R@20 / N@20 | best epoch / epochs | s/epoch (train + valid) | whole run s | peak RSS MB |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -195,9 +199,9 @@ def markdown_table(results):
         lines.append(
             f"| {name} | {phase1_source(name, entry)} | " + " | ".join(f"{test[m]:.4f}" for m in METRICS)
             + f" | {paper_cell} | {gap_cell} | {other_cell} | "
-            f"{entry['best_epoch']} / {entry['epochs']} | {entry['sec_per_epoch']:.2f} "
-            f"({entry['train_sec_per_epoch']:.2f} + {entry['valid_sec_per_epoch']:.2f}) | {entry['seconds']:.0f} | "
-            f"{entry['peak_rss_mb']:.0f} |")
+            f"{entry['best_epoch']} / {entry['epochs']} | {number(entry.get('sec_per_epoch'), 2)} "
+            f"({number(entry.get('train_sec_per_epoch'), 2)} + {number(entry.get('valid_sec_per_epoch'), 2)}) | "
+            f"{number(entry.get('seconds'), 0)} | {number(entry.get('peak_rss_mb'), 0)} |")
     return "\n".join(lines)
 
 

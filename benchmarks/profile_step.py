@@ -127,10 +127,11 @@ def profile(model, workdir, data, steps):
     net.eval()
     with torch.no_grad():
         timer.call("evaluation", lambda: trainer._valid_epoch(valid, show_progress=False))
+    once_per_epoch = {name: timer.times.pop(name)[0] for name in ("sampling", "evaluation")}
     per_step = timer.step_parts(measured)
     per_step["rest of forward"] = per_step.pop("forward") - sum(
-        v for k, v in per_step.items() if k not in ("forward", "backward", "optimizer step", "sampling", "evaluation"))
-    per_epoch = {k: (v if k in ("sampling", "evaluation") else v * batches) for k, v in per_step.items()}
+        v for k, v in per_step.items() if k not in ("forward", "backward", "optimizer step"))
+    per_epoch = {**{k: v * batches for k, v in per_step.items()}, **once_per_epoch}
     return {"model": model, "steps": measured, "batches_per_epoch": batches,
             "seconds_per_epoch": per_epoch, "total": sum(per_epoch.values())}
 

@@ -21,6 +21,8 @@ import argparse
 import json
 import multiprocessing
 import os
+import queue
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -100,23 +102,39 @@ def convert(data, workdir):
     return str(workdir)
 
 
-def run_one(model, config_dict, files, queue, dataset=DATASET):
+def run_one(model, config_dict, files, results, dataset=DATASET):
     from recbole_hyperllm.quick_start import run_recbole_hyperllm
     try:
-        run_recbole_hyperllm(model, dataset, files, config_dict, queue=queue)
+        run_recbole_hyperllm(model, dataset, files, config_dict, queue=results)
     except Exception as error:  # reported by the parent, never turned into metrics
-        queue.put({"error": f"{type(error).__name__}: {error}"})
+        results.put({"error": f"{type(error).__name__}: {error}"})
 
 
-def run_in_subprocess(model, config_dict, files, dataset=DATASET):
-    """One training run in a fresh process (its own peak memory); errors come back as {'error': ...}."""
+def run_in_subprocess(model, config_dict, files, dataset=DATASET, target=run_one, poll_seconds=5.0):
+    """One training run in a fresh process (its own peak memory); errors come back as {'error': ...}.
+
+    A child that dies without a result (killed, out of memory) is reported as an error instead of
+    leaving the parent waiting; a parent that is stopped (Ctrl-C, SIGTERM) stops the child too."""
     context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=run_one, args=(model, config_dict, files, queue, dataset))
+    results = context.Queue()
+    process = context.Process(target=target, args=(model, config_dict, files, results, dataset))
     process.start()
-    result = queue.get()
-    process.join()
-    return result
+    try:
+        while True:
+            try:
+                result = results.get(timeout=poll_seconds)
+                break
+            except queue.Empty:
+                if not process.is_alive():
+                    result = {"error": f"the run of {model} ended without a result (exit code {process.exitcode}); "
+                                       "see its log, and rerun with --set resume_from=<its -last.pth> to continue"}
+                    break
+        process.join()
+        return result
+    finally:
+        if process.is_alive():
+            process.terminate()
+            process.join()
 
 
 def summarise(name, model, config_dict, result):
@@ -271,6 +289,7 @@ def main(argv=None):
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(out.read_text()) if out.is_file() else {}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the running child is stopped too
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         model, variant = split_model(name)
         if name in results and "error" not in results[name] and not args.rerun:

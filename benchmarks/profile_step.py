@@ -110,11 +110,9 @@ def profile(model, workdir, data, steps):
     net.train()
     timer = PartTimer()
     instrument(net, timer)
-    batches = 0
     start = time.perf_counter()
-    for interaction in train:
-        batches += 1
-    timer.record("sampling", time.perf_counter() - start)
+    batches = sum(1 for _ in train)
+    once_per_epoch = {"sampling": time.perf_counter() - start}
     measured = 0
     for interaction in train:
         if measured == steps:
@@ -125,9 +123,10 @@ def profile(model, workdir, data, steps):
         timer.call("optimizer step", lambda: (trainer.optimizer.step(), trainer.optimizer.zero_grad()))
         measured += 1
     net.eval()
+    start = time.perf_counter()
     with torch.no_grad():
-        timer.call("evaluation", lambda: trainer._valid_epoch(valid, show_progress=False))
-    once_per_epoch = {name: timer.times.pop(name)[0] for name in ("sampling", "evaluation")}
+        trainer._valid_epoch(valid, show_progress=False)
+    once_per_epoch["evaluation"] = time.perf_counter() - start
     per_step = timer.step_parts(measured)
     per_step["rest of forward"] = per_step.pop("forward") - sum(
         v for k, v in per_step.items() if k not in ("forward", "backward", "optimizer step"))

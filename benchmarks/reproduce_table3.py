@@ -249,9 +249,9 @@ def speed_table(results):
             continue
         cells = [f"{row[label]:.2f}" if label in row else "-" for label, _ in SPEED_COLUMNS]
         added = row["HyperLLM"] - row["Base"] if {"HyperLLM", "Base"} <= set(row) else None
-        ratio = f"{added / reference_added:.2f}" if added is not None and reference_added else "-"
-        lines.append(f"| {backbone} | " + " | ".join(cells) + f" | {added:+.2f} | {ratio} |" if added is not None
-                     else f"| {backbone} | " + " | ".join(cells) + " | - | - |")
+        cells.append("-" if added is None else f"{added:+.2f}")
+        cells.append(f"{added / reference_added:.2f}" if added is not None and reference_added else "-")
+        lines.append(f"| {backbone} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

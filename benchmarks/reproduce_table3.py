@@ -1,7 +1,7 @@
-"""Reproduce the HGCF rows of HyperLLM's Table 3 (Beauty) through the plugin's public API.
+"""Reproduce HyperLLM's Table 3 (Beauty: five backbones, Base and HyperLLM) through the plugin's public API.
 
     python benchmarks/reproduce_table3.py --data ../shared/data/hyperllm-official \
-        --models HGCF,HyperLLM_HGCF --out results/table3.json [--epochs N] [--seed S]
+        --models HGCF,HyperLLM_HGCF,HRCF,HyperLLM_HRCF --out results/table3.json [--epochs N] [--seed S]
 
 Model names: a plugin model (``HGCF``, ``HyperLLM_HGCF``) or a HyperLLM variant
 written ``HyperLLM_HGCF:Structural`` / ``HyperLLM_HGCF:Semantic`` (variant over
@@ -64,7 +64,10 @@ def parse_args(argv=None):
     parser.add_argument("--markdown", action="store_true",
                         help="only print the table of --out as Markdown (no training)")
     parser.add_argument("--speed-markdown", action="store_true",
-                        help="only print seconds per epoch of --out per backbone and variant as Markdown")
+                        help="only print seconds per epoch of --out (and of every --speed-run) per backbone and "
+                             "variant as Markdown, with the median of the added-cost estimates")
+    parser.add_argument("--speed-run", action="append", default=[], metavar="JSON",
+                        help="with --speed-markdown: another run's --out to take the medians over")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra RecBole config for every model, e.g. --set test_mask=train_valid")
     return parser.parse_args(argv)
@@ -228,29 +231,54 @@ SPEED_COLUMNS = (("Base", "{b}"), ("Structural", "HyperLLM_{b}:Structural"), ("S
                  ("HyperLLM", "HyperLLM_{b}"))
 
 
-def speed_table(results):
-    """Seconds per epoch (median, train + validation) per backbone and variant, and what HyperLLM
-    adds to the backbone's epoch, also as a ratio of what it adds to HGCF's."""
+def median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2.0
+
+
+def seconds_per_variant(results, backbone):
+    """{variant label: sec_per_epoch} of one run for one backbone (variants that ran)."""
+    row = {}
+    for label, pattern in SPEED_COLUMNS:
+        entry = results.get(pattern.format(b=backbone), {})
+        if "sec_per_epoch" in entry:
+            row[label] = entry["sec_per_epoch"]
+    return row
+
+
+def added_estimates(row):
+    """What the HyperLLM part adds to one epoch, from one run: Structural - Base and HyperLLM - Base
+    (both run the tag graph and Eq. 16; the semantic start costs nothing per epoch)."""
+    if "Base" not in row:
+        return []
+    return [row[label] - row["Base"] for label in ("Structural", "HyperLLM") if label in row]
+
+
+def speed_table(runs):
+    """Seconds per epoch (median over ``runs``, each a results dict) per backbone and variant, and
+    what HyperLLM adds to the backbone's epoch: the median of every estimate of every run, also as a
+    ratio of the same median for HGCF. One machine is noisy; several runs give a steadier median."""
+    if isinstance(runs, dict):
+        runs = [runs]
     lines = ["| backbone | " + " | ".join(label for label, _ in SPEED_COLUMNS)
-             + " | added by HyperLLM | added / HGCF's added |",
+             + " | added by HyperLLM (estimates) | added / HGCF's added |",
              "| --- |" + " --- |" * (len(SPEED_COLUMNS) + 2)]
-    seconds = {}
+    rows, added = {}, {}
     for backbone in BACKBONES:
-        row = {}
-        for label, pattern in SPEED_COLUMNS:
-            entry = results.get(pattern.format(b=backbone), {})
-            if "sec_per_epoch" in entry:
-                row[label] = entry["sec_per_epoch"]
-        seconds[backbone] = row
-    reference = seconds.get("HGCF", {})
-    reference_added = (reference["HyperLLM"] - reference["Base"]) if {"HyperLLM", "Base"} <= set(reference) else None
-    for backbone, row in seconds.items():
+        per_run = [seconds_per_variant(results, backbone) for results in runs]
+        rows[backbone] = {label: median([row[label] for row in per_run if label in row])
+                          for label, _ in SPEED_COLUMNS if any(label in row for row in per_run)}
+        estimates = [value for row in per_run for value in added_estimates(row)]
+        added[backbone] = (median(estimates), len(estimates)) if estimates else None
+    reference = added["HGCF"][0] if added["HGCF"] else None
+    for backbone, row in rows.items():
         if not row:
             continue
         cells = [f"{row[label]:.2f}" if label in row else "-" for label, _ in SPEED_COLUMNS]
-        added = row["HyperLLM"] - row["Base"] if {"HyperLLM", "Base"} <= set(row) else None
-        cells.append("-" if added is None else f"{added:+.2f}")
-        cells.append(f"{added / reference_added:.2f}" if added is not None and reference_added else "-")
+        cost = added[backbone]
+        cells.append("-" if cost is None else f"{cost[0]:+.2f} ({cost[1]})")
+        cells.append(f"{cost[0] / reference:.2f}" if cost is not None and reference else "-")
         lines.append(f"| {backbone} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -261,7 +289,8 @@ def main(argv=None):
         print(markdown_table(json.loads(Path(args.out).read_text())))
         return 0
     if args.speed_markdown:
-        print(speed_table(json.loads(Path(args.out).read_text())))
+        runs = [json.loads(Path(path).read_text()) for path in [args.out, *args.speed_run]]
+        print(speed_table(runs))
         return 0
     if not (Path(args.data) / "beauty" / "train_matrix.npz").is_file():
         print(f"skipped: the authors' release is not at {args.data} (expected beauty/ and phase1/ there)")

@@ -98,12 +98,19 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def init_logger_safely(config):
+    """RecBole's ``init_logger``, with its ``./log/<model>`` folders made first: RecBole checks then
+    creates them, so two runs started together in one folder race and one dies (FileExistsError)."""
+    os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
+    init_logger(config)
+
+
 def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
     """Train and test ``model`` on ``dataset``; HyperLLM models run phase 1 (cached) then phase 2."""
     started = time.perf_counter()
     config = create_config(model, dataset, config_file_list, config_dict)
     init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
+    init_logger_safely(config)
     logger = getLogger()
     logger.info(config)
 

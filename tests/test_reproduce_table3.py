@@ -41,3 +41,21 @@ def test_missing_release_skips_cleanly(tmp_path, capsys):
     assert driver.main(["--data", str(tmp_path), "--out", str(tmp_path / "out.json")]) == 0
     assert "skipped" in capsys.readouterr().out
     assert not (tmp_path / "out.json").exists()
+
+
+def speed_run(base, structural, hyperllm, backbone="HGCF"):
+    return {backbone: {"sec_per_epoch": base},
+            f"HyperLLM_{backbone}:Structural": {"sec_per_epoch": structural},
+            f"HyperLLM_{backbone}": {"sec_per_epoch": hyperllm}}
+
+
+def test_speed_table_takes_the_median_of_every_added_cost_estimate():
+    driver = load_driver()
+    runs = [{**speed_run(1.0, 5.0, 6.0), **speed_run(2.0, 9.0, 7.0, "HyperCL")},
+            {**speed_run(2.0, 6.0, 4.0), **speed_run(3.0, 8.0, 12.0, "HyperCL")}]
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+            for line in driver.speed_table(runs).splitlines()[2:]}
+    # HGCF estimates 4, 5, 4, 2 -> median 4; HyperCL 7, 5, 5, 9 -> median 6; s/epoch are medians over runs
+    assert rows["HGCF"] == ["1.50", "5.50", "-", "5.00", "+4.00 (4)", "1.00"]
+    assert rows["HyperCL"] == ["2.50", "8.50", "-", "9.50", "+6.00 (4)", "1.50"]
+    assert set(rows) == {"HGCF", "HyperCL"}

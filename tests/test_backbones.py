@@ -4,7 +4,8 @@ import math
 
 import pytest
 import torch
-from conftest import assert_gradients_reach_embeddings, assert_loss_terms, assert_phase1_trains_only_the_moe, build_model
+from conftest import (assert_gradients_reach_embeddings, assert_loss_terms, assert_phase1_trains_only_the_moe, build_model,
+                      embedding_params)
 
 from recbole_hyperllm.losses import margin_ranking_loss
 from recbole_hyperllm.manifold import LorentzBall, sqdist_pairs
@@ -137,3 +138,31 @@ def test_wo_meta_divergence_stops_with_the_term_and_step(toy, backbone):
                   learning_rate=1e30, epochs=3)
     with pytest.raises(DivergenceError, match=r"loss term '(rank|tag|cl|ssl)' is (nan|inf|-inf) at epoch 0, batch [1-9]\d*"):
         run_recbole_hyperllm(f"HyperLLM_{backbone}", "toy", config_dict=config)
+
+
+@pytest.mark.parametrize("model", ["HyperLLM_HGCF", "HyperLLM_HGCH", "HyperLLM_HyperCL"])
+def test_tangent_embedding_space_gives_the_same_model_with_euclidean_parameters(toy, model):
+    """``embedding_space: tangent`` stores log_0 of the same initial points: same propagation and losses,
+    plain parameters (any RecBole optimiser can train them), gradients reach them."""
+    _, config = toy
+    _, on_manifold, train = build_model(dict(config, num_neg=3), model)
+    _, in_tangent, _ = build_model(dict(config, num_neg=3, embedding_space="tangent", learner="adam"), model)
+    batch = next(iter(train))
+    for param in embedding_params(in_tangent):
+        assert type(param) is torch.nn.Parameter
+    for param in embedding_params(on_manifold):
+        assert type(param) is not torch.nn.Parameter  # geoopt's ManifoldParameter
+    torch.testing.assert_close(in_tangent.forward(), on_manifold.forward(), atol=1e-5, rtol=1e-4)
+    names = ("rank", "ssl", "tag", "cl") if model.endswith("HyperCL") else ("rank", "tag", "cl")
+    torch.manual_seed(0)
+    expected = assert_loss_terms(on_manifold, batch, names)
+    torch.manual_seed(0)
+    got = assert_loss_terms(in_tangent, batch, names)
+    torch.testing.assert_close(torch.stack(got), torch.stack(expected), atol=1e-4, rtol=1e-4)
+    assert_gradients_reach_embeddings(in_tangent, got)
+
+
+def test_unknown_embedding_space_is_named(toy):
+    _, config = toy
+    with pytest.raises(ValueError, match="embedding_space"):
+        build_model(dict(config, embedding_space="ball"), "HGCF")

@@ -80,17 +80,38 @@ class HyperbolicBackbone(PropagatedScoring, GeneralRecommender):
         self.margin = config["margin"]
         self.init_scale = config["init_scale"]
         self.manifold = self.manifold_class(max_norm=config["max_norm"], max_step=config["max_step"])
+        self.embedding_space = config["embedding_space"] or "manifold"
+        if self.embedding_space not in ("manifold", "tangent"):
+            raise ValueError(f"config key 'embedding_space' is {self.embedding_space!r}; use 'manifold' (points, "
+                             "Riemannian optimisers) or 'tangent' (tangent vectors at the origin, any optimiser)")
         self.user_embedding = self.new_node_embeddings(self.n_users)
         self.item_embedding = self.new_node_embeddings(self.n_items)
         self.ui_graph = self.user_item_graph(dataset)
 
     # ----- building blocks -------------------------------------------------
     def new_node_embeddings(self, n_nodes, tangent=None):
-        """Points on the manifold from tangent vectors (uniform in [-scale, scale] when not given)."""
+        """Node embeddings from tangent vectors (uniform in [-scale, scale] when not given): points on the
+        manifold (``embedding_space: manifold``) or the tangent vectors themselves (``tangent``, as HGCH's
+        reference stores them)."""
         if tangent is None:
             tangent = torch.empty(n_nodes, self.embedding_size).uniform_(-self.init_scale, self.init_scale)
         points = self.manifold.expmap0_capped(tangent.to(torch.float32))
-        return ManifoldParameter(points.to(self.device), manifold=self.manifold, requires_grad=True)
+        return self.embeddings_from_points(points.to(self.device))
+
+    def embeddings_from_points(self, points):
+        """A trainable parameter holding ``points`` in this backbone's ``embedding_space``."""
+        if self.embedding_space == "tangent":
+            return torch.nn.Parameter(self.manifold.logmap0(points).detach())
+        return ManifoldParameter(points, manifold=self.manifold, requires_grad=True)
+
+    def node_tangent(self, embedding):
+        """Tangent vectors at the origin of a node-embedding parameter."""
+        return embedding if self.embedding_space == "tangent" else self.manifold.logmap0(embedding)
+
+    def store_points(self, embedding, points):
+        """Overwrite a node-embedding parameter with ``points`` (no gradient)."""
+        with torch.no_grad():
+            embedding.copy_(self.manifold.logmap0(points) if self.embedding_space == "tangent" else points)
 
     def points_from_lorentz(self, tangent):
         """Points of this manifold for tangent vectors of the hyperboloid's origin (the convention of
@@ -105,7 +126,7 @@ class HyperbolicBackbone(PropagatedScoring, GeneralRecommender):
 
     def id_tangent(self):
         """User and item ID embeddings as tangent vectors at the origin."""
-        return self.manifold.logmap0(self.user_embedding), self.manifold.logmap0(self.item_embedding)
+        return self.node_tangent(self.user_embedding), self.node_tangent(self.item_embedding)
 
     def propagate(self, tangent, graph):
         """Node inputs (tangent space) -> node points on the manifold."""

@@ -161,8 +161,8 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
                 f"this dataset and embedding_size need {expected[0]}, {expected[1]}"
             )
         with torch.no_grad():
-            self.backbone.user_embedding.copy_(to_points(user_tangent.to(self.device)))
-            self.backbone.item_embedding.copy_(to_points(item_tangent.to(self.device)))
+            self.backbone.store_points(self.backbone.user_embedding, to_points(user_tangent.to(self.device)))
+            self.backbone.store_points(self.backbone.item_embedding, to_points(item_tangent.to(self.device)))
         self.phase = "integrate"
         for name, param in self.named_parameters():
             param.requires_grad_(name in self._trainable and not name.startswith("moe."))
@@ -184,7 +184,7 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
 
     def structural_terms(self, ui_out, item_tangent, interaction):
         """L_tag (Eq. 14) and w * L_cl (Eq. 15-16)."""
-        tag_tangent = self.manifold.logmap0(self.tag_embedding)
+        tag_tangent = self.backbone.node_tangent(self.tag_embedding)
         tag_out = self.backbone.propagate(torch.cat([tag_tangent, item_tangent]), self.tag_graph)
         anchors, positives, negatives = self.tag_sampler.next_batch(self.device)
         terms = {"tag": self.backbone.pair_loss(tag_out, anchors, positives, negatives, self.tag_margin)}

@@ -68,6 +68,9 @@ def parse_args(argv=None):
                              "variant as Markdown, with the median of the added-cost estimates")
     parser.add_argument("--speed-run", action="append", default=[], metavar="JSON",
                         help="with --speed-markdown: another run's --out to take the medians over")
+    parser.add_argument("--phase1-as-semantic", action="store_true",
+                        help="give this project's phase 1 the released 16_50_0.1 vectors as its semantic input "
+                             "(the release has no text embeddings); use with --set semantic_init=moe")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra RecBole config for every model, e.g. --set test_mask=train_valid")
     return parser.parse_args(argv)
@@ -97,11 +100,16 @@ def parse_value(text):
     return yaml.safe_load(text)
 
 
-def convert(data, workdir):
+def convert(data, workdir, phase1_as_semantic=False):
+    """The release as atomic files under ``workdir`` (its own subfolder when the released phase-1
+    vectors also stand in for the semantic embeddings); converted once."""
     from dataset_tools.from_official import convert_release
+    if phase1_as_semantic:
+        workdir = Path(workdir) / "phase1-as-semantic"
     target = Path(workdir) / DATASET
     if not (target / f"{DATASET}.train.inter").is_file():
-        convert_release(str(Path(data) / "beauty"), str(workdir), DATASET, phase1=str(Path(data) / "phase1"))
+        convert_release(str(Path(data) / "beauty"), str(workdir), DATASET, phase1=str(Path(data) / "phase1"),
+                        phase1_as_semantic=phase1_as_semantic)
     return str(workdir)
 
 
@@ -180,12 +188,16 @@ def print_table(results):
 
 
 def effective_setting(name, entry, key):
-    """``key`` as the run used it: its overrides, else the Beauty YAMLs (last one wins), else None."""
+    """``key`` as the run used it: its overrides, else the plugin's YAML defaults and the Beauty YAMLs
+    (last one wins), else None."""
     import yaml
+
+    from recbole_hyperllm.utils import model_property_files
     if key in entry.get("config", {}):
         return entry["config"][key]
     value = None
-    for path in config_files(split_model(name)[0]):
+    model = split_model(name)[0]
+    for path in model_property_files(model) + config_files(model):
         value = (yaml.safe_load(Path(path).read_text()) or {}).get(key, value)
     return value
 
@@ -197,7 +209,11 @@ def phase1_source(name, entry):
         return "-"
     if effective_setting(name, entry, "semantic_init") == "given":
         return "released 16_50_0.1"
-    return "own phase 1"
+    own = (f"own phase 1 (K={effective_setting(name, entry, 'num_experts')}, "
+           f"m1={effective_setting(name, entry, 'meta_margin')})")
+    if "phase1-as-semantic" in str(entry.get("config", {}).get("data_path", "")):
+        return own + " over released 16_50_0.1"
+    return own
 
 
 def number(value, digits):
@@ -313,7 +329,7 @@ def main(argv=None):
     else:
         workdir_handle = tempfile.TemporaryDirectory(prefix="hyperllm-beauty-")
         workdir = workdir_handle.name
-    data_path = convert(args.data, workdir)
+    data_path = convert(args.data, workdir, args.phase1_as_semantic)
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,10 @@ github Qin-lab-code/HyperLLM ``data/<name>/``. OUT/NAME/ receives
   column indices, so ids map back exactly;
 * NAME.tag, NAME.tagedge, NAME.itemtag  (the tag graph);
 * with --phase1 DIR: NAME.userinit, NAME.iteminit from DIR/<name>_user_*.pt and
-  DIR/<name>_item_*.pt (the MoE outputs of the authors' phase 1).
+  DIR/<name>_item_*.pt (the MoE outputs of the authors' phase 1);
+* with --phase1-as-semantic also NAME.useremb, NAME.itememb holding the same vectors: the
+  input of this project's phase 1 (``semantic_init: moe``) in place of the text embeddings,
+  which the release does not contain.
 """
 import argparse
 import glob
@@ -97,28 +100,35 @@ def _phase1_file(directory, prefix, kind):
     return matches[0]
 
 
-def convert_phase1(directory, out, name, prefix, shape):
+def convert_phase1(directory, out, name, prefix, shape, as_semantic=False):
+    """NAME.userinit / NAME.iteminit from the released MoE outputs; with ``as_semantic`` the same vectors
+    also as NAME.useremb / NAME.itememb, the input of this project's phase 1 (a stand-in for the text
+    embeddings, which the release does not contain)."""
     import torch
 
-    for kind, field, rows in (("user", "user", shape[0]), ("item", "item", shape[1])):
+    suffixes = (("init", "init"), ("emb", "emb")) if as_semantic else (("init", "init"),)
+    for kind, rows in (("user", shape[0]), ("item", shape[1])):
         path = _phase1_file(directory, prefix, kind)
         tensor = torch.load(path, map_location="cpu", weights_only=True)
         if tensor.dim() != 2 or tensor.size(0) != rows:
             raise ReleaseError(f"{path}: shape {tuple(tensor.shape)}, expected ({rows}, d)")
         values = tensor.numpy().astype(np.float64)
-        write_atomic_file(os.path.join(out, f"{name}.{kind}init"), [f"{field}_id:token", f"{field}_init:float_seq"],
-                   ((i, " ".join(repr(float(np.float32(v))) for v in values[i])) for i in range(rows)))
+        for suffix, column in suffixes:
+            write_atomic_file(os.path.join(out, f"{name}.{kind}{suffix}"), [f"{kind}_id:token", f"{kind}_{column}:float_seq"],
+                              ((i, " ".join(repr(float(np.float32(v))) for v in values[i])) for i in range(rows)))
 
 
-def convert_release(src, out_root, name, phase1=None, phase1_prefix=None):
+def convert_release(src, out_root, name, phase1=None, phase1_prefix=None, phase1_as_semantic=False):
     """Write OUT_ROOT/NAME/ from the release in SRC; returns the statistics (raises ReleaseError)."""
+    if phase1_as_semantic and not phase1:
+        raise ReleaseError("phase1_as_semantic needs the phase-1 folder (--phase1 DIR)")
     out = os.path.join(out_root, name)
     os.makedirs(out, exist_ok=True)
     shape, counts = convert_split(src, out, name)
     stats = convert_tags(src, out, name, shape[1])
     if phase1:
         prefix = phase1_prefix or os.path.basename(os.path.normpath(src))
-        convert_phase1(phase1, out, name, prefix, shape)
+        convert_phase1(phase1, out, name, prefix, shape, as_semantic=phase1_as_semantic)
     return {"out": out, "users": shape[0], "items": shape[1], **counts, **stats}
 
 
@@ -129,9 +139,13 @@ def main(argv=None):
     parser.add_argument("--dataset", required=True, help="RecBole dataset name (file prefix)")
     parser.add_argument("--phase1", default=None, help="folder with <prefix>_user_*.pt and <prefix>_item_*.pt")
     parser.add_argument("--phase1-prefix", default=None, help="file prefix in --phase1 (default: SRC's folder name)")
+    parser.add_argument("--phase1-as-semantic", action="store_true",
+                        help="also write the phase-1 vectors as NAME.useremb/NAME.itememb, the input of this "
+                             "project's phase 1 (semantic_init: moe), for lack of the text embeddings")
     args = parser.parse_args(argv)
     try:
-        stats = convert_release(args.src, args.out, args.dataset, args.phase1, args.phase1_prefix)
+        stats = convert_release(args.src, args.out, args.dataset, args.phase1, args.phase1_prefix,
+                                args.phase1_as_semantic)
     except ReleaseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ import torch
 from recbole.data import create_dataset
 
 from conftest import FAST, ROOT
-from dataset_tools.from_official import convert_release
+from dataset_tools.from_official import ReleaseError, convert_release
 from recbole_hyperllm.atomic import AtomicFileError
 from recbole_hyperllm.model.hyperbolic.base import DivergenceError
 from recbole_hyperllm.quick_start import create_config, run_recbole_hyperllm
@@ -68,6 +68,24 @@ def test_converter_ids_map_back_exactly(tmp_path):
     for internal in (1, 7, net.n_users - 1):
         original = users[int(dataset.id2token("user_id", internal))]
         assert torch.allclose(net.backbone.user_embedding[internal], net.manifold.expmap0_capped(original), atol=1e-5)
+
+
+def test_phase1_vectors_as_semantic_input_feed_this_projects_phase1(tmp_path):
+    src, phase1, matrices, files, users, items = fake_release(str(tmp_path))
+    with pytest.raises(ReleaseError, match="--phase1"):
+        convert_release(src, str(tmp_path / "none"), "fake", phase1_as_semantic=True)
+    convert_release(src, str(tmp_path / "data"), "fake", phase1=phase1, phase1_as_semantic=True)
+    config = create_config("HyperLLM_HGCF", "fake", config_dict=dict(
+        FAST, data_path=str(tmp_path / "data"), benchmark_filename=["train", "valid", "test"],
+        load_col={"inter": ["user_id", "item_id"]}, semantic_init="moe", variant="HyperLLM"))
+    dataset = create_dataset(config)
+    train, _, _ = dataset.build()
+    net = get_model("HyperLLM_HGCF")(config, train)
+    for internal in (1, 7, net.n_items - 1):
+        original = items[int(dataset.id2token("item_id", internal))]
+        # the MoE input: the vector mapped onto the hyperboloid and back (the authors' phase1_model.py)
+        assert torch.allclose(net.item_semantic[internal], net.manifold.logmap0(net.manifold.expmap0(original)),
+                              atol=1e-5)
 
 
 def test_tag_graph_is_built_from_the_atomic_files(toy):

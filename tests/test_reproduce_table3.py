@@ -59,3 +59,14 @@ def test_speed_table_takes_the_median_of_every_added_cost_estimate():
     assert rows["HGCF"] == ["1.50", "5.50", "-", "5.00", "+4.00 (4)", "1.00"]
     assert rows["HyperCL"] == ["2.50", "8.50", "-", "9.50", "+6.00 (4)", "1.50"]
     assert set(rows) == {"HGCF", "HyperCL"}
+
+
+def test_phase1_source_names_what_started_phase_2():
+    driver = load_driver()
+    given = {"config": {}}  # properties/beauty/HyperLLM_*.yaml say semantic_init: given
+    assert driver.phase1_source("HyperLLM_HICF", given) == "released 16_50_0.1"
+    assert driver.phase1_source("HICF", given) == "-"
+    assert driver.phase1_source("HyperLLM_HICF:Structural", given) == "-"
+    own = {"config": {"semantic_init": "moe", "num_experts": 20, "data_path": "/w/phase1-as-semantic"}}
+    assert driver.phase1_source("HyperLLM_HICF@try", own) == "own phase 1 (K=20, m1=0.1) over released 16_50_0.1"
+    assert driver.phase1_source("HyperLLM_HGCF", {"config": {"semantic_init": "moe"}}) == "own phase 1 (K=16, m1=0.1)"

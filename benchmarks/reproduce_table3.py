@@ -193,10 +193,11 @@ def effective_setting(name, entry, key):
     import yaml
 
     from recbole_hyperllm.utils import model_property_files
-    if key in entry.get("config", {}):
-        return entry["config"][key]
+    model, from_name = split_model(name)
+    settings = {**from_name, **entry.get("config", {})}
+    if key in settings:
+        return settings[key]
     value = None
-    model = split_model(name)[0]
     for path in model_property_files(model) + config_files(model):
         value = (yaml.safe_load(Path(path).read_text()) or {}).get(key, value)
     return value

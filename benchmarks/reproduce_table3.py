@@ -100,6 +100,10 @@ def parse_value(text):
     return yaml.safe_load(text)
 
 
+# What --phase1-as-semantic gives this project's phase 1 as its input (recorded with each result).
+SEMANTIC_STAND_IN = "released 16_50_0.1"
+
+
 def convert(data, workdir, phase1_as_semantic=False):
     """The release as atomic files under ``workdir`` (its own subfolder when the released phase-1
     vectors also stand in for the semantic embeddings); converted once."""
@@ -212,9 +216,7 @@ def phase1_source(name, entry):
         return "released 16_50_0.1"
     own = (f"own phase 1 (K={effective_setting(name, entry, 'num_experts')}, "
            f"m1={effective_setting(name, entry, 'meta_margin')})")
-    if "phase1-as-semantic" in str(entry.get("config", {}).get("data_path", "")):
-        return own + " over released 16_50_0.1"
-    return own
+    return own + (f" over {entry['semantic_input']}" if entry.get("semantic_input") else "")
 
 
 def number(value, digits):
@@ -346,6 +348,8 @@ def main(argv=None):
         print(f"== {name}", flush=True)
         result = run_in_subprocess(model, config_dict, config_files(model))
         results[name] = summarise(name, model, config_dict, result)
+        if args.phase1_as_semantic:
+            results[name]["semantic_input"] = SEMANTIC_STAND_IN
         partial = str(out) + ".partial"
         with open(partial, "w") as handle:  # written after every model: a crash loses no finished run
             json.dump(results, handle, indent=2)

@@ -67,6 +67,6 @@ def test_phase1_source_names_what_started_phase_2():
     assert driver.phase1_source("HyperLLM_HICF", given) == "released 16_50_0.1"
     assert driver.phase1_source("HICF", given) == "-"
     assert driver.phase1_source("HyperLLM_HICF:Structural", given) == "-"
-    own = {"config": {"semantic_init": "moe", "num_experts": 20, "data_path": "/w/phase1-as-semantic"}}
+    own = {"config": {"semantic_init": "moe", "num_experts": 20}, "semantic_input": driver.SEMANTIC_STAND_IN}
     assert driver.phase1_source("HyperLLM_HICF@try", own) == "own phase 1 (K=20, m1=0.1) over released 16_50_0.1"
     assert driver.phase1_source("HyperLLM_HGCF", {"config": {"semantic_init": "moe"}}) == "own phase 1 (K=16, m1=0.1)"

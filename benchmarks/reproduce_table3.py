@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -250,12 +251,6 @@ SPEED_COLUMNS = (("Base", "{b}"), ("Structural", "HyperLLM_{b}:Structural"), ("S
                  ("HyperLLM", "HyperLLM_{b}"))
 
 
-def median(values):
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2.0
-
-
 def seconds_per_variant(results, backbone):
     """{variant label: sec_per_epoch} of one run for one backbone (variants that ran)."""
     row = {}
@@ -278,18 +273,16 @@ def speed_table(runs):
     """Seconds per epoch (median over ``runs``, each a results dict) per backbone and variant, and
     what HyperLLM adds to the backbone's epoch: the median of every estimate of every run, also as a
     ratio of the same median for HGCF. One machine is noisy; several runs give a steadier median."""
-    if isinstance(runs, dict):
-        runs = [runs]
     lines = ["| backbone | " + " | ".join(label for label, _ in SPEED_COLUMNS)
              + " | added by HyperLLM (estimates) | added / HGCF's added |",
              "| --- |" + " --- |" * (len(SPEED_COLUMNS) + 2)]
     rows, added = {}, {}
     for backbone in BACKBONES:
         per_run = [seconds_per_variant(results, backbone) for results in runs]
-        rows[backbone] = {label: median([row[label] for row in per_run if label in row])
+        rows[backbone] = {label: statistics.median([row[label] for row in per_run if label in row])
                           for label, _ in SPEED_COLUMNS if any(label in row for row in per_run)}
         estimates = [value for row in per_run for value in added_estimates(row)]
-        added[backbone] = (median(estimates), len(estimates)) if estimates else None
+        added[backbone] = (statistics.median(estimates), len(estimates)) if estimates else None
     reference = added["HGCF"][0] if added["HGCF"] else None
     for backbone, row in rows.items():
         if not row:

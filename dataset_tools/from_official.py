@@ -106,16 +106,17 @@ def convert_phase1(directory, out, name, prefix, shape, as_semantic=False):
     embeddings, which the release does not contain)."""
     import torch
 
-    suffixes = (("init", "init"), ("emb", "emb")) if as_semantic else (("init", "init"),)
+    suffixes = ("init", "emb") if as_semantic else ("init",)
     for kind, rows in (("user", shape[0]), ("item", shape[1])):
         path = _phase1_file(directory, prefix, kind)
         tensor = torch.load(path, map_location="cpu", weights_only=True)
         if tensor.dim() != 2 or tensor.size(0) != rows:
             raise ReleaseError(f"{path}: shape {tuple(tensor.shape)}, expected ({rows}, d)")
         values = tensor.numpy().astype(np.float64)
-        for suffix, column in suffixes:
-            write_atomic_file(os.path.join(out, f"{name}.{kind}{suffix}"), [f"{kind}_id:token", f"{kind}_{column}:float_seq"],
-                              ((i, " ".join(repr(float(np.float32(v))) for v in values[i])) for i in range(rows)))
+        vectors = [(i, " ".join(repr(float(np.float32(v))) for v in values[i])) for i in range(rows)]
+        for suffix in suffixes:
+            write_atomic_file(os.path.join(out, f"{name}.{kind}{suffix}"),
+                              [f"{kind}_id:token", f"{kind}_{suffix}:float_seq"], vectors)
 
 
 def convert_release(src, out_root, name, phase1=None, phase1_prefix=None, phase1_as_semantic=False):

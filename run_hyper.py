@@ -17,6 +17,7 @@ import yaml
 
 from recbole.trainer import HyperTuning
 
+from dataset_tools.default_data import prepare_inputs
 from recbole_hyperllm.quick_start import objective_function
 
 
@@ -44,7 +45,7 @@ def main(argv=None):
     parser.add_argument("--early_stop", type=int, default=10)
     args, unknown = parser.parse_known_args(argv)
     config_files = args.config_files.strip().split(" ") if args.config_files else None
-    fixed = fixed_overrides(unknown)
+    fixed = prepare_inputs(args.model, args.dataset, config_files, fixed_overrides(unknown))  # once, before trials
     objective = partial(_objective, fixed=fixed, model=args.model, dataset=args.dataset)
     tuner = HyperTuning(objective, algo=args.algo, max_evals=args.max_evals, early_stop=args.early_stop,
                         params_file=args.params_file, fixed_config_file_list=config_files,

@@ -10,9 +10,10 @@ Any other --key=value is a RecBole config override, as with RecBole's run script
 import argparse
 import sys
 
-from recbole_hyperllm.model.hyperbolic.base import DivergenceError
-from recbole_hyperllm.atomic import AtomicFileError
 from dataset_tools.common import PipelineError
+from dataset_tools.default_data import prepare_inputs
+from recbole_hyperllm.atomic import AtomicFileError
+from recbole_hyperllm.errors import ConfigError, DivergenceError
 from recbole_hyperllm.quick_start import run_recbole_hyperllm
 
 if __name__ == "__main__":
@@ -23,7 +24,9 @@ if __name__ == "__main__":
     args, _ = parser.parse_known_args()
     config_files = args.config_files.strip().split(" ") if args.config_files else None
     try:
-        run_recbole_hyperllm(model=args.model, dataset=args.dataset, config_file_list=config_files)
-    except (AtomicFileError, DivergenceError, PipelineError) as error:
+        overrides = prepare_inputs(args.model, args.dataset, config_files)  # e.g. ml-100k's inputs, on first use
+        run_recbole_hyperllm(model=args.model, dataset=args.dataset, config_file_list=config_files,
+                             config_dict=overrides)
+    except (AtomicFileError, ConfigError, DivergenceError, PipelineError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

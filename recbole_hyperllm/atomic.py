@@ -3,7 +3,6 @@
 RecBole's own loader fails late and vaguely on a bad header or a dangling
 reference; these checks run first and say what to fix.
 """
-import csv
 import os
 
 FIELD_TYPES = ("token", "token_seq", "float", "float_seq")
@@ -46,33 +45,6 @@ def require_files(data_path, dataset, needed, purpose, how_to_make):
 def interaction_files(data_path, dataset, benchmark_filename):
     suffixes = [f"{b}.inter" for b in benchmark_filename] if benchmark_filename else ["inter"]
     return [os.path.join(data_path, f"{dataset}.{suffix}") for suffix in suffixes]
-
-
-def column_values(path, column):
-    """(line number, value) of one column, skipping the header."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        names = [c.partition(":")[0] for c in next(reader)]
-        index = names.index(column)
-        for line_no, row in enumerate(reader, start=2):
-            if len(row) != len(names):
-                raise AtomicFileError(f"{path}, line {line_no}: {len(row)} columns, the header has {len(names)}")
-            yield line_no, row[index]
-
-
-def check_tag_references(data_path, dataset):
-    """Every tag named in .tagedge and .itemtag is defined in .tag; parents differ from children."""
-    tag_path = os.path.join(data_path, f"{dataset}.tag")
-    known = {value for _, value in column_values(tag_path, "tag_id")}
-    for suffix, columns in (("tagedge", ("parent_tag_id", "child_tag_id")), ("itemtag", ("tag_id",))):
-        path = os.path.join(data_path, f"{dataset}.{suffix}")
-        for column in columns:
-            for line_no, value in column_values(path, column):
-                if value not in known:
-                    raise AtomicFileError(
-                        f"{path}, line {line_no}: {column} {value!r} is not a tag of {tag_path}; "
-                        "add it there or remove the row"
-                    )
 
 
 def read_columns(path, columns):

@@ -2,6 +2,7 @@
 import logging
 import os
 import resource
+import statistics
 import time
 from logging import getLogger
 
@@ -9,62 +10,49 @@ from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
-from dataset_tools import pipeline
-from dataset_tools.common import file_fingerprint
 from recbole_hyperllm import atomic
-from recbole_hyperllm.default_data import use_bundled_ml100k
-from recbole_hyperllm.model import HyperLLM, VariantPlan
 from recbole_hyperllm.model.hyperllm.tag_data import HOW_TO_MAKE
-from recbole_hyperllm.phase1 import run_phase1
 from recbole_hyperllm.trainer import HyperbolicTrainer
 from recbole_hyperllm.utils import get_model, get_trainer, model_property_files
 
 
+# The one dataset name RecBole maps to its own bundled files; this plugin splits it and adds side inputs.
+BUNDLED = "ml-100k"
+MAKE_BUNDLED = ("python -m dataset_tools prepare ml-100k --out <data_path> (the run scripts do it on first use: "
+                "dataset_tools.default_data.prepare_inputs)")
+
+
 def create_config(model, dataset, config_file_list=None, config_dict=None):
-    """RecBole Config with the plugin's YAML defaults first, then the user's files and dict."""
-    model_class = get_model(model)
+    """RecBole Config with the plugin's YAML defaults first, then the user's files and dict. Builds the
+    config only: data is prepared by an explicit step (``dataset_tools.default_data.prepare_inputs``)."""
     files = model_property_files(model) + list(config_file_list or [])
-    config = Config(model=model_class, dataset=dataset, config_file_list=files, config_dict=config_dict)
-    needs = VariantPlan.from_config(config).atomic_files() if issubclass(model_class, HyperLLM) else {}
-    use_bundled_ml100k(config, structural="tag" in needs, semantic="useremb" in needs)
-    if issubclass(model_class, HyperLLM):
-        declare_hyperllm_files(config)
+    config = Config(model=get_model(model), dataset=dataset, config_file_list=files, config_dict=config_dict)
+    if dataset == BUNDLED:  # RecBole reads its bundled copy for this name; the plugin reads <data_path>/ml-100k
+        config["data_path"] = os.path.join(config.external_config_dict.get("data_path") or "dataset", dataset)
     return config
 
 
-def declare_hyperllm_files(config):
-    """Check the atomic files the configured HyperLLM variant reads, before any training."""
-    plan = VariantPlan.from_config(config)
-    needed = plan.atomic_files()
+def check_side_files(config):
+    """Check the atomic files the configured model declares it reads (``side_files``), before any data is
+    loaded; returns them ({suffix: columns})."""
     data_path = config["data_path"]
-    for path in atomic.interaction_files(data_path, config["dataset"], config["benchmark_filename"]):
+    inter_files = atomic.interaction_files(data_path, config["dataset"], config["benchmark_filename"])
+    if not any(os.path.isfile(path) for path in inter_files):
+        how = MAKE_BUNDLED if config["dataset"] == BUNDLED else (
+            "make it with `python -m dataset_tools.amazon` (raw Amazon reviews), `python -m dataset_tools.from_official` "
+            "(the HyperLLM authors' release) or put RecBole atomic files there; --data_path sets the parent folder")
+        raise atomic.AtomicFileError(f"{inter_files[0]} not found: no interactions for dataset "
+                                     f"{config['dataset']!r} in {data_path}; {how}")
+    needed = getattr(get_model(config["model"]), "side_files", lambda c: {})(config)
+    if not needed:
+        return needed
+    for path in inter_files:
         if os.path.isfile(path):
             atomic.read_header(path)
-    atomic.require_files(data_path, config["dataset"], needed, f"{config['model']} (variant={config['variant']}, "
-                         f"ablation={config['ablation']})", HOW_TO_MAKE)
-    if plan.structural:
-        atomic.check_tag_references(data_path, config["dataset"])
-    if "useremb" in needed:
-        check_user_summaries_split(data_path, config["dataset"], config["benchmark_filename"])
-    return plan
-
-
-def check_user_summaries_split(data_path, dataset, benchmark_filename):
-    """User summaries made by dataset_tools must come from the training split this run uses (no leak of
-    validation/test items into them)."""
-    built_from = pipeline.embedded_split_fingerprint(data_path) or pipeline.users_split_fingerprint(data_path)
-    if built_from is None:
-        return
-    train = os.path.join(data_path, f"{dataset}.train.inter")
-    if not benchmark_filename or "train" not in benchmark_filename:
-        raise atomic.AtomicFileError(
-            f"{os.path.join(data_path, dataset)}.useremb was built from {train} by dataset_tools, but this run "
-            "splits the interactions itself, so its validation/test items may be in the user summaries: set "
-            "benchmark_filename: [train, valid, test]")
-    if not os.path.isfile(train) or file_fingerprint(train) != built_from:
-        raise atomic.AtomicFileError(
-            f"{os.path.join(data_path, dataset)}.useremb was built from another training split than {train}: rerun "
-            f"`python -m dataset_tools users {dataset} --out {os.path.dirname(data_path)}` and the encode stage")
+    purpose = f"{config['model']}" + (f" (variant={config['variant']}, ablation={config['ablation']})"
+                                      if config["variant"] else "")
+    atomic.require_files(data_path, config["dataset"], needed, purpose, HOW_TO_MAKE)
+    return needed
 
 
 TEST_MASKS = ("train_valid", "train")
@@ -106,9 +94,12 @@ def init_logger_safely(config):
 
 
 def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):
-    """Train and test ``model`` on ``dataset``; HyperLLM models run phase 1 (cached) then phase 2."""
+    """Train and test ``model`` on ``dataset``: the model's ``before_training`` step (e.g. HyperLLM's phase 1,
+    cached), then RecBole's fit and test. Side inputs are checked first; making them (the offline ml-100k
+    default) is the caller's step: ``dataset_tools.default_data.prepare_inputs``."""
     started = time.perf_counter()
     config = create_config(model, dataset, config_file_list, config_dict)
+    check_side_files(config)
     init_seed(config["seed"], config["reproducibility"])
     init_logger_safely(config)
     logger = getLogger()
@@ -125,19 +116,15 @@ def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config
     logger.info(net)
     show = config["show_progress"]
 
-    result = {"phase1": None}
-    if isinstance(net, HyperLLM) and net.plan.two_phase:
-        user_t, item_t, info = run_phase1(config, net, train_data, valid_data, logger, show_progress=show)
-        result["phase1"] = info
-        if not net.plan.only_phase1:
-            net.initialise_id_embeddings(user_t, item_t)
+    before = getattr(net, "before_training", None)
+    result = {"phase1": before(config, train_data, valid_data, logger, show_progress=show) if before else None}
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     if config["resume_from"]:
         if not isinstance(trainer, HyperbolicTrainer):
             raise ValueError("resume_from works with this plugin's models only")
         trainer.resume_progress(config["resume_from"])
-    if isinstance(net, HyperLLM) and net.plan.only_phase1:
+    if getattr(net, "skips_training", lambda: False)():
         best_valid_score, best_valid_result = result["phase1"]["best_valid_score"], trainer.evaluate(
             valid_data, load_best_model=False, show_progress=show)
         test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=show)
@@ -168,17 +155,20 @@ def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config
 
 
 def trainer_statistics(trainer):
+    """Best epoch, epochs run, median seconds per epoch (train + validation, upper median as before) and
+    the seconds of training and validation up to the end of the best epoch (Table 4's "Time")."""
     if not isinstance(trainer, HyperbolicTrainer) or not trainer.train_seconds:
-        return {"best_epoch": None, "epochs": 0, "sec_per_epoch": None}
+        return {"best_epoch": None, "epochs": 0, "sec_per_epoch": None, "sec_to_best": None}
     epochs = len(trainer.train_seconds)
     per_epoch = [t + v for t, v in zip(trainer.train_seconds, trainer.valid_seconds + [0.0] * epochs)]
-    per_epoch.sort()
+    best = trainer.best_epoch
     return {
-        "best_epoch": trainer.best_epoch,
+        "best_epoch": best,
         "epochs": epochs,
-        "sec_per_epoch": per_epoch[len(per_epoch) // 2],
-        "train_sec_per_epoch": sorted(trainer.train_seconds)[epochs // 2],
-        "valid_sec_per_epoch": sorted(trainer.valid_seconds)[len(trainer.valid_seconds) // 2] if trainer.valid_seconds else None,
+        "sec_per_epoch": statistics.median_high(per_epoch),
+        "train_sec_per_epoch": statistics.median_high(trainer.train_seconds),
+        "valid_sec_per_epoch": statistics.median_high(trainer.valid_seconds) if trainer.valid_seconds else None,
+        "sec_to_best": sum(per_epoch[: best + 1]) if best is not None else None,
     }
 
 

@@ -21,7 +21,7 @@ import torch
 from geoopt.optim import RiemannianAdam, RiemannianSGD
 from recbole.trainer import Trainer
 
-from recbole_hyperllm.model.hyperbolic.base import DivergenceError
+from recbole_hyperllm.errors import DivergenceError
 
 RIEMANNIAN_LEARNERS = {"rsgd": RiemannianSGD, "radam": RiemannianAdam}
 
@@ -45,6 +45,8 @@ def load_trusted_checkpoint(path, device):
 
 
 class HyperbolicTrainer(Trainer):
+    writes_progress = True  # a progress checkpoint after every epoch, for resume_from
+
     def __init__(self, config, model):
         super().__init__(config, model)
         self.valid_history = []
@@ -64,8 +66,9 @@ class HyperbolicTrainer(Trainer):
         return super()._build_optimizer(params=params, learner=learner, learning_rate=lr, weight_decay=weight_decay)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        if epoch_idx > self.start_epoch:  # the state after epoch_idx - 1, validation included
+        if epoch_idx > self.start_epoch and self.writes_progress:  # the state after epoch_idx - 1, validation included
             self.save_progress(epoch_idx)
+        getattr(self.model, "begin_epoch", lambda epoch: None)(epoch_idx)
         loss_func = loss_func or self.model.calculate_loss
         batch_counter = iter(range(10**12))
 
@@ -155,24 +158,15 @@ class HyperbolicTrainer(Trainer):
         self.logger.info(f"resuming from {progress_file} at epoch {self.start_epoch} "
                          f"(best valid score so far {self.best_valid_score})")
 
-    def resume_checkpoint(self, resume_file):
-        """RecBole's resume, reading the checkpoint as trusted (see ``load_trusted_checkpoint``)."""
-        checkpoint = load_trusted_checkpoint(resume_file, self.device)
-        if checkpoint["config"]["model"].lower() != self.config["model"].lower():
-            raise ValueError(f"{resume_file} holds a {checkpoint['config']['model']} model, not {self.config['model']}")
-        self.start_epoch = checkpoint["epoch"] + 1
-        self.cur_step = checkpoint["cur_step"]
-        self.best_valid_score = checkpoint["best_valid_score"]
-        self._restore(checkpoint, with_optimizer=True)
-        self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
-
 
 class Phase1Trainer(HyperbolicTrainer):
-    """Phase 1 (Eq. 11): trains the MoE only, with its own epochs, patience and checkpoint file."""
+    """Phase 1 (Eq. 11): trains the MoE only, with its own epochs, patience and checkpoint file. It writes no
+    progress checkpoint: phase 1 is not resumed mid-way, its finished output is cached (``phase1.py``)."""
+
+    writes_progress = False
 
     def __init__(self, config, model):
         super().__init__(config, model)
         self.epochs = config["meta_epochs"] or self.epochs
         self.stopping_step = config["meta_stopping_step"] or self.stopping_step
         self.saved_model_file = self.saved_model_file.replace(".pth", "-phase1.pth")
-        self.progress_file = self.saved_model_file.replace(".pth", "-last.pth")

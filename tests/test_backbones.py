@@ -78,7 +78,7 @@ def test_hrcf_regulariser_and_root_alignment_match_direct_computation(toy):
     out = net.forward()
     items = net.manifold.logmap0(out[net.n_users + 1:])
     direct = 7.0 / torch.sqrt(items.pow(2).sum(dim=1).mean() + PSI_EPS)
-    term = net.extra_losses(out, next(iter(train)))["hrcf_reg"]
+    term = net.extra_losses(out, next(iter(train)), None)["hrcf_reg"]
     assert term.item() == pytest.approx(direct.item(), rel=1e-4)
 
 

@@ -14,7 +14,7 @@ from conftest import FAST, ROOT
 from dataset_tools.from_official import ReleaseError, convert_release
 from recbole_hyperllm.atomic import AtomicFileError
 from recbole_hyperllm.model.hyperbolic.base import DivergenceError
-from recbole_hyperllm.quick_start import create_config, run_recbole_hyperllm
+from recbole_hyperllm.quick_start import check_side_files, create_config, run_recbole_hyperllm
 from recbole_hyperllm.utils import get_model
 
 
@@ -127,7 +127,7 @@ def test_edge_to_unknown_tag_names_file_and_line(toy):
         handle.write("t1\tno_such_tag\n")
     n_lines = sum(1 for _ in open(tmp_path / "toy" / "toy.tagedge"))
     with pytest.raises(AtomicFileError, match=rf"toy\.tagedge, line {n_lines}: child_tag_id 'no_such_tag'"):
-        create_config("HyperLLM_HGCF", "toy", config_dict=config)
+        run_recbole_hyperllm("HyperLLM_HGCF", "toy", config_dict=config)  # stopped before any training
 
 
 def test_malformed_header_names_file_and_column(toy):
@@ -136,7 +136,7 @@ def test_malformed_header_names_file_and_column(toy):
     lines = path.read_text().splitlines()
     path.write_text("\n".join(["item_id:token\ttag_id"] + lines[1:]) + "\n")
     with pytest.raises(AtomicFileError, match=r"toy\.itemtag, line 1: header column 'tag_id'"):
-        create_config("HyperLLM_HGCF", "toy", config_dict=config)
+        check_side_files(create_config("HyperLLM_HGCF", "toy", config_dict=config))
 
 
 def test_missing_semantic_embedding_row_is_reported(toy):

@@ -23,9 +23,13 @@ def build(config_dict, model="HyperLLM_HGCF"):
 
 
 def test_hgcf_on_bundled_ml100k_trains_and_reports_metrics(tmp_path):
-    result = run_recbole_hyperllm("HGCF", "ml-100k", config_dict={
-        "epochs": 1, "show_progress": False, "state": "ERROR", "checkpoint_dir": str(tmp_path),
-        "data_path": str(tmp_path)})
+    from recbole_hyperllm.atomic import AtomicFileError
+    config = {"epochs": 1, "show_progress": False, "state": "ERROR", "checkpoint_dir": str(tmp_path),
+              "data_path": str(tmp_path)}
+    with pytest.raises(AtomicFileError, match="no interactions for dataset 'ml-100k'.*dataset_tools prepare ml-100k"):
+        run_recbole_hyperllm("HGCF", "ml-100k", config_dict=config)  # the data are made by an explicit step
+    from dataset_tools.default_data import prepare_inputs
+    result = run_recbole_hyperllm("HGCF", "ml-100k", config_dict=prepare_inputs("HGCF", "ml-100k", None, config))
     assert sorted(os.listdir(tmp_path / "ml-100k"))[:2] == ["llm", "ml-100k.inter"]  # split made, no tags needed
     assert set(result["test_result"]) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}
     assert 0.0 < result["test_result"]["recall@20"] <= 1.0
@@ -155,9 +159,13 @@ def test_hyperllm_on_ml100k_runs_offline_from_a_fresh_folder(tmp_path):
     folder = tmp_path / "ml-100k"
     for suffix in ("train.inter", "valid.inter", "test.inter", "tag", "tagedge", "itemtag", "itememb", "useremb"):
         assert (folder / f"ml-100k.{suffix}").is_file(), suffix
+    # another framework over another backbone, the same command, reading the same inputs
+    done = subprocess.run([a.replace("HyperLLM_HGCF", "RLMRecCon_HGCH") for a in command], cwd=tmp_path,
+                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0 and "metadata provider" not in done.stderr, done.stderr[-2000:]
     # the user summaries were built from this split only; a run that splits by itself is refused
     from recbole_hyperllm.atomic import AtomicFileError
-    from recbole_hyperllm.quick_start import check_user_summaries_split
+    from dataset_tools.default_data import check_user_summaries_split
     check_user_summaries_split(str(folder), "ml-100k", ["train", "valid", "test"])
     with pytest.raises(AtomicFileError, match="benchmark_filename"):
         check_user_summaries_split(str(folder), "ml-100k", None)

@@ -1,35 +1,21 @@
-"""The backbone interface every hyperbolic recommender of this package implements.
+"""The shared implementation of the hyperbolic backbones (``HyperbolicBackbone``).
 
-A backbone is a RecBole ``GeneralRecommender`` that can also be driven from the
-outside (by the HyperLLM wrapper) on graphs and inputs it does not own:
-
-* ``id_tangent()``: the user and item ID embeddings as tangent vectors at the origin;
-* ``propagate(tangent, graph)``: node inputs in the tangent space -> node points
-  on the manifold, over any row-normalised graph (user-item or tag-item);
-* ``pair_loss(out, anchors, positives, negatives, margin)``: the backbone's
-  ranking loss on triples of node indices of ``out`` (Eq. 6 for HGCF);
-* ``interaction_loss(out, interaction, margin)``: the loss terms of one RecBole
-  batch, a dict name -> scalar (ranking loss plus any auxiliary terms);
-* ``sqdist_pairs`` / ``ranking_scores``: the distance and the full-ranking score;
-* ``manifold_class``: the manifold of the node points (``LorentzBall`` unless overridden;
-  it must provide ``expmap0_capped``, ``expmap0`` and ``logmap0``);
-* ``hyperboloid_points(points)``: the points in the hyperboloid model (identity for
-  Lorentz backbones), on which HyperLLM computes its contrastive loss (Eq. 16).
-
-The HyperLLM wrapper only uses these methods, so a new backbone works with it as
-soon as it implements them.
+The interface a framework may use is declared in ``interface.py`` (``Backbone``); this class implements
+it for the backbones of this package: node embeddings in ``embedding_space``, the user-item graph,
+RecBole's loss and scoring API. A backbone subclass overrides ``propagate`` and ``pair_loss`` (and, where
+it has them, ``extra_losses`` and the geometry methods).
 """
 import torch
 from geoopt import ManifoldParameter
 from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
+from recbole_hyperllm.errors import DivergenceError
 from recbole_hyperllm.graph import bipartite_adjacency, row_normalise_with_self_loops, to_torch_sparse
 from recbole_hyperllm.manifold import LorentzBall, minkowski_gram, sqdist_pairs
+from recbole_hyperllm.model.abstract import PluginModel
 
-
-class DivergenceError(RuntimeError):
-    """Training produced a non-finite loss or non-finite embeddings."""
+__all__ = ["DivergenceError", "HyperbolicBackbone", "PropagatedScoring"]
 
 
 class PropagatedScoring:
@@ -67,9 +53,9 @@ class PropagatedScoring:
         return self.ranking_scores(users[interaction[self.USER_ID]], items).reshape(-1)
 
 
-class HyperbolicBackbone(PropagatedScoring, GeneralRecommender):
+class HyperbolicBackbone(PluginModel, PropagatedScoring, GeneralRecommender):
     input_type = InputType.PAIRWISE
-    # Config keys of the backbone's own loss beyond the shared ones (part of HyperLLM's phase-1 cache key).
+    # Config keys of the backbone's own loss beyond the shared ones (part of phase-1 cache keys).
     loss_config_keys = ()
     manifold_class = LorentzBall
 
@@ -136,8 +122,9 @@ class HyperbolicBackbone(PropagatedScoring, GeneralRecommender):
         """Ranking loss on triples of node indices of ``out``."""
         raise NotImplementedError
 
-    def extra_losses(self, out, interaction):
-        """Auxiliary loss terms of the backbone (none by default)."""
+    def extra_losses(self, out, interaction, inputs):
+        """Auxiliary loss terms of the backbone (none by default), given the propagated points ``out`` of the
+        user-item graph and the tangent ``inputs`` they were propagated from."""
         return {}
 
     def sqdist_pairs(self, x, y):
@@ -153,22 +140,26 @@ class HyperbolicBackbone(PropagatedScoring, GeneralRecommender):
         return -minkowski_gram(users, items)
 
     # ----- RecBole API -----------------------------------------------------
-    def interaction_loss(self, out, interaction, margin):
-        """Loss terms of one RecBole batch given propagated user+item points ``out``."""
+    def interaction_loss(self, out, interaction, margin, inputs):
+        """Loss terms of one RecBole batch given propagated user+item points ``out`` (from ``inputs``)."""
         users = interaction[self.USER_ID]
         pos = interaction[self.ITEM_ID] + self.n_users
         neg = interaction[self.NEG_ITEM_ID] + self.n_users
         terms = {"rank": self.pair_loss(out, users, pos, neg, margin)}
-        terms.update(self.extra_losses(out, interaction))
+        terms.update(self.extra_losses(out, interaction, inputs))
         return terms
 
+    def node_inputs(self):
+        """Tangent inputs of the user-item graph: the ID embeddings, users then items."""
+        return torch.cat(self.id_tangent(), dim=0)
+
     def forward(self):
-        user_t, item_t = self.id_tangent()
-        return self.propagate(torch.cat([user_t, item_t], dim=0), self.ui_graph)
+        return self.propagate(self.node_inputs(), self.ui_graph)
 
     def calculate_loss(self, interaction):
         self._eval_cache = None
-        terms = self.interaction_loss(self.forward(), interaction, self.margin)
+        inputs = self.node_inputs()
+        terms = self.interaction_loss(self.propagate(inputs, self.ui_graph), interaction, self.margin, inputs)
         self.last_loss_names = tuple(terms)
         return tuple(terms.values())
 

@@ -88,9 +88,9 @@ class HICF(HGCF):
         anchor, positive = out[anchors], out[positives]
         return margin_ranking_loss(anchor, positive, out[negatives], margin * adaptive_margin_weight(anchor, positive))
 
-    def interaction_loss(self, out, interaction, margin):
+    def interaction_loss(self, out, interaction, margin, inputs):
         users = interaction[self.USER_ID]
         candidates = self.negative_candidates(users, interaction[self.NEG_ITEM_ID]) + self.n_users
         terms = {"rank": self.pair_loss(out, users, interaction[self.ITEM_ID] + self.n_users, candidates, margin)}
-        terms.update(self.extra_losses(out, interaction))
+        terms.update(self.extra_losses(out, interaction, inputs))
         return terms

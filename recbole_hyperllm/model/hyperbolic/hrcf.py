@@ -58,7 +58,7 @@ class HRCF(HGCF):
         """Root-aligned HGCF propagation: exp_0(sum_l A_hat^l x - mean)."""
         return self.manifold.expmap0_capped(root_align(self.aggregate(tangent, graph)))
 
-    def extra_losses(self, out, interaction):
+    def extra_losses(self, out, interaction, inputs):
         """alpha * L_reg over the propagated items of the user-item graph (row 0 is RecBole's padding item)."""
         items = out[self.n_users + 1:]
         return {"hrcf_reg": self.hrcf_alpha * hrcf_geometric_regulariser(items)}

@@ -24,20 +24,17 @@ Written from the released code (github Qin-lab-code/HyperCL: ``models/base_model
   HyperLLM release's ``manifolds/lorentz.py`` ``sqdist``, under which the authors' Beauty
   settings were logged; the HyperCL repository's own ``sqdist`` is -2 - 2 <x, y>_L).
 
-Deviations, all small: the augmented graphs are redrawn every ``ceil(#train interactions /
-train_batch_size)`` training batches (once per RecBole epoch) with torch's RNG; a node left
-without edges by the dropout gets the origin in view f (the reference's N(0) is the zero vector,
-which is not a point of the hyperboloid); view f's inputs are exp_0 of the same (capped) tangent
-inputs as the main view, i.e. the ID embeddings themselves.
+Deviations, all small: the two augmented graphs of epoch e are drawn from a torch generator seeded
+with (``seed``, e) when the epoch's first batch needs them, so a resumed run (and every process of a
+multi-process run) draws the same graphs for the same epoch; a node left without edges by the
+dropout gets the origin in view f (the reference's N(0) is the zero vector, which is not a point of
+the hyperboloid); view f's inputs are exp_0 of the same (capped) tangent inputs as the main view.
 
-Backbone interface: ``propagate`` is HGCF's; when it runs over the user-item graph
-(``self.ui_graph``) it records its tangent inputs, and ``extra_losses`` builds both augmented
-views from the recorded inputs. So the SSL term follows whatever inputs drive the user-item graph:
-the ID embeddings, or the MoE outputs in HyperLLM's phase 1 (where only the MoE trains).
-HyperCL adds no trainable weights.
+Backbone interface: ``propagate`` is HGCF's; ``extra_losses`` receives the tangent inputs of the
+user-item graph and builds both augmented views from them. So the SSL term follows whatever inputs
+drive the user-item graph: the ID embeddings, or a framework's inputs (e.g. HyperLLM's MoE outputs in
+phase 1, where only the MoE trains). HyperCL adds no trainable weights.
 """
-import math
-
 import torch
 
 from recbole_hyperllm.losses import hyperbolic_infonce
@@ -95,25 +92,28 @@ class HyperCL(HGCF):
         # The distinct training edges (user, item), the population of the edge dropout.
         self.register_buffer("edge_users", (keys // self.n_items).to(self.device), persistent=False)
         self.register_buffer("edge_items", (keys % self.n_items).to(self.device), persistent=False)
-        self.ssl_batches_per_epoch = max(1, math.ceil(dataset.inter_num / config["train_batch_size"]))
-        self._ssl_step = 0
-        self._ssl_graphs = None
-        self._ui_inputs = None
+        self.seed = int(config["seed"] or 0)
+        self.epoch = 0
+        self._ssl_graphs = None  # (epoch, graphs) of the last epoch that drew them
 
     # ----- views -------------------------------------------------------------
-    def edge_dropout_graph(self):
+    def edge_dropout_graph(self, generator):
         """One augmented graph: int(|E| (1 - ssl_ratio)) edges kept at random, D^-1/2 A D^-1/2."""
         n_edges = self.edge_users.numel()
-        keep = torch.randperm(n_edges, device=self.edge_users.device)[: int(n_edges * (1.0 - self.ssl_ratio))]
+        keep = torch.randperm(n_edges, generator=generator).to(self.edge_users.device)
+        keep = keep[: int(n_edges * (1.0 - self.ssl_ratio))]
         users, items = self.edge_users[keep], self.edge_items[keep] + self.n_users
         return symmetric_normalised(torch.cat([users, items]), torch.cat([items, users]), self.n_users + self.n_items)
 
+    def begin_epoch(self, epoch):
+        self.epoch = epoch
+
     def ssl_graphs(self):
-        """The two augmented graphs of the current epoch (redrawn every ``ssl_batches_per_epoch`` calls)."""
-        if self._ssl_graphs is None or self._ssl_step % self.ssl_batches_per_epoch == 0:
-            self._ssl_graphs = (self.edge_dropout_graph(), self.edge_dropout_graph())
-        self._ssl_step += 1
-        return self._ssl_graphs
+        """The two augmented graphs of the current epoch, drawn once per epoch from (``seed``, epoch)."""
+        if self._ssl_graphs is None or self._ssl_graphs[0] != self.epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            self._ssl_graphs = (self.epoch, (self.edge_dropout_graph(generator), self.edge_dropout_graph(generator)))
+        return self._ssl_graphs[1]
 
     def fully_hyperbolic_propagate(self, points, graph):
         """HyperCL's FHGCN (resSumGCN): y_{l+1} = N(A y_l), output N(sum_{l=1..L} y_l)."""
@@ -130,17 +130,10 @@ class HyperCL(HGCF):
         return h, f
 
     # ----- backbone interface -------------------------------------------------
-    def propagate(self, tangent, graph):
-        if graph is self.ui_graph:
-            self._ui_inputs = tangent  # the inputs of the main view, for the SSL views of extra_losses
-        return super().propagate(tangent, graph)
-
-    def extra_losses(self, out, interaction):
-        """ssl_reg * (L_ssl(users of the batch) + L_ssl(positive items of the batch))."""
-        tangent, self._ui_inputs = self._ui_inputs, None
-        if tangent is None:  # no propagation over the user-item graph recorded: use the ID embeddings
-            tangent = torch.cat(self.id_tangent(), dim=0)
-        h, f = self.contrastive_views(tangent, self.ssl_graphs())
+    def extra_losses(self, out, interaction, inputs):
+        """ssl_reg * (L_ssl(users of the batch) + L_ssl(positive items of the batch)), both views built
+        from the tangent ``inputs`` of the user-item graph."""
+        h, f = self.contrastive_views(inputs, self.ssl_graphs())
         users = interaction[self.USER_ID]
         items = interaction[self.ITEM_ID] + self.n_users
         ssl = hypercl_ssl_loss(h[users], f[users], h[items], f[items], self.ssl_temp)

@@ -1,7 +1,7 @@
-"""HyperLLM (Cheng et al., SIGIR 2025), written once over any hyperbolic backbone.
+"""HyperLLM (Cheng et al., SIGIR 2025), a framework (``model/framework``) over any hyperbolic backbone.
 
 ``HyperLLM`` owns a backbone (``backbone_class``) and uses only its interface
-(``recbole_hyperllm.model.hyperbolic.base``). ``hyperllm_for(HGCF)`` gives the
+(``recbole_hyperllm.model.hyperbolic.interface``). ``compose(HyperLLM, HGCF)`` gives the
 RecBole model ``HyperLLM_HGCF``.
 
 * Structural (Sec. 4.3, Eq. 14-16): tag ID embeddings, the backbone's own
@@ -13,17 +13,17 @@ RecBole model ``HyperLLM_HGCF``.
   K-expert MoE (``num_experts``) on frozen semantic embeddings through the frozen
   backbone with margin m1 (``meta_margin``); phase 2 initialises the user and
   item ID embeddings with the MoE outputs. Phase 1 is driven by
-  ``recbole_hyperllm.phase1``.
+  ``recbole_hyperllm.phase1`` (the model's ``before_training`` step).
 """
 from dataclasses import dataclass
 
 import torch
-from recbole.model.abstract_recommender import GeneralRecommender
-from recbole.utils import InputType
 
+from recbole_hyperllm.errors import choice
 from recbole_hyperllm.graph import row_normalise_with_self_loops, tag_graph_adjacency, to_torch_sparse
 from recbole_hyperllm.losses import hyperbolic_infonce, hyperbolic_infonce_in_batch
-from recbole_hyperllm.model.hyperbolic.base import PropagatedScoring
+from recbole_hyperllm.model.framework.base import Framework
+from recbole_hyperllm.model.framework.semantic import semantic_vectors
 from recbole_hyperllm.model.hyperllm.moe import MixtureOfExperts
 from recbole_hyperllm.model.hyperllm.sampler import TagTripleSampler
 from recbole_hyperllm.model.hyperllm import tag_data
@@ -46,15 +46,9 @@ class VariantPlan:
 
     @classmethod
     def from_config(cls, config):
-        variant = config["variant"] or "HyperLLM"
-        ablation = str(config["ablation"] or "none")
-        init = config["semantic_init"] or "moe"
-        if variant not in VARIANTS:
-            raise ValueError(f"config key 'variant' is {variant!r}; use one of {VARIANTS}")
-        if ablation not in ABLATIONS:
-            raise ValueError(f"config key 'ablation' is {ablation!r}; use one of {ABLATIONS}")
-        if init not in ("moe", "given"):
-            raise ValueError(f"config key 'semantic_init' is {init!r}; use 'moe' (run phase 1) or 'given'")
+        variant = choice(config, "variant", VARIANTS, "HyperLLM")
+        ablation = str(choice(config, "ablation", ABLATIONS, "none"))
+        init = choice(config, "semantic_init", ("moe", "given"), "moe")
         structural = variant in ("HyperLLM", "Structural") and ablation != "only_semantic"
         semantic = variant in ("HyperLLM", "Semantic") or ablation == "only_semantic"
         joint = semantic and ablation == "wo_meta"
@@ -81,18 +75,12 @@ class VariantPlan:
         return files
 
 
-class HyperLLM(PropagatedScoring, GeneralRecommender):
-    input_type = InputType.PAIRWISE
-    backbone_class = None
+class HyperLLM(Framework):
+    framework_name = "HyperLLM"
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        if self.backbone_class is None:
-            raise TypeError("HyperLLM needs a backbone: use hyperllm_for(BackboneClass)")
         self.plan = VariantPlan.from_config(config)
-        self.backbone = self.backbone_class(config, dataset)
-        self.manifold = self.backbone.manifold
-        self.margin = config["margin"]
         self.meta_margin = config["meta_margin"]
         self.phase = "integrate"
         if self.plan.structural:
@@ -105,6 +93,39 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
             items = tag_data.load_node_vectors(dataset, "iteminit", self.ITEM_ID, "item_init", self.n_items)
             self.initialise_id_embeddings(users, items, to_points=self.backbone.points_from_lorentz)
 
+    # ----- declarations (PluginModel) ---------------------------------------------------------------
+    @classmethod
+    def side_files(cls, config):
+        return VariantPlan.from_config(config).atomic_files()
+
+    def before_training(self, config, train_data, valid_data, logger, show_progress=False):
+        """Phase 1 (cached) when the plan has two phases; phase 2 starts from its outputs (Eq. 12)."""
+        if not self.plan.two_phase:
+            return None
+        from recbole_hyperllm.phase1 import run_phase1
+
+        user_t, item_t, info = run_phase1(config, self, train_data, valid_data, logger, show_progress=show_progress)
+        if not self.plan.only_phase1:
+            self.initialise_id_embeddings(user_t, item_t)
+        return info
+
+    def skips_training(self):
+        return self.plan.only_phase1
+
+    def begin_epoch(self, epoch):
+        super().begin_epoch(epoch)
+        if self.plan.structural:
+            self.tag_sampler.begin_epoch()
+
+    @property
+    def tag_sampler_state(self):
+        """The tag sampler's stream, kept in RecBole's ``other_parameter`` of every checkpoint."""
+        return self.tag_sampler.state()
+
+    @tag_sampler_state.setter
+    def tag_sampler_state(self, state):
+        self.tag_sampler.load_state(state)
+
     # ----- construction ---------------------------------------------------
     def _build_structural(self, config, dataset):
         parent, child, link_tags, link_items, n_tags = tag_data.load_tag_graph(dataset)
@@ -112,7 +133,7 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
         self.tag_margin = config["tag_margin"]
         self.cl_weight = config["cl_weight"]
         self.cl_temperature = config["cl_temperature"]
-        self.cl_scope = config["cl_scope"] or "all"
+        self.cl_scope = choice(config, "cl_scope", ("all", "batch"), "all")
         self.cl_chunk_size = config["cl_chunk_size"] or 128
         adj = tag_graph_adjacency(parent, child, link_tags, link_items, n_tags, self.n_items)
         self.tag_graph = to_torch_sparse(row_normalise_with_self_loops(adj), self.device)
@@ -121,12 +142,10 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
         self.tag_sampler = TagTripleSampler(
             parent, child, link_tags, link_items, n_tags, self.n_items, batches, config["seed"]
         )
+        self.other_parameter_name = ["tag_sampler_state"]
 
     def _build_semantic(self, config, dataset):
-        users = tag_data.load_node_vectors(dataset, "useremb", self.USER_ID, "user_emb", self.n_users)
-        items = tag_data.load_node_vectors(dataset, "itememb", self.ITEM_ID, "item_emb", self.n_items)
-        if users.size(1) != items.size(1):
-            raise ValueError(f"user_emb has {users.size(1)} dimensions but item_emb has {items.size(1)}")
+        users, items = semantic_vectors(self, dataset)
         # The authors map the text embeddings onto the hyperboloid and back (phase1_model.py).
         self.register_buffer("user_semantic", self._semantic_tangent(users).to(self.device))
         self.register_buffer("item_semantic", self._semantic_tangent(items).to(self.device))
@@ -168,19 +187,15 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
             param.requires_grad_(name in self._trainable and not name.startswith("moe."))
 
     # ----- losses -----------------------------------------------------------
-    def input_tangent(self):
-        """User and item inputs of the user-item graph for the current phase."""
+    def node_inputs(self):
+        """User and item inputs of the user-item graph for the current phase: the MoE outputs in phase 1
+        and in w/o Meta, the ID embeddings otherwise."""
         if self.phase == "meta" or self.plan.joint_moe:
-            return self.moe(self.user_semantic), self.moe(self.item_semantic)
-        return self.backbone.id_tangent()
+            return torch.cat([self.moe(self.user_semantic), self.moe(self.item_semantic)])
+        return super().node_inputs()
 
-    def _propagate_user_item(self):
-        """(item inputs, propagated user+item points) of the user-item graph."""
-        user_t, item_t = self.input_tangent()
-        return item_t, self.backbone.propagate(torch.cat([user_t, item_t]), self.backbone.ui_graph)
-
-    def forward(self):
-        return self._propagate_user_item()[1]
+    def ranking_margin(self):
+        return self.meta_margin if self.phase == "meta" else self.margin
 
     def structural_terms(self, ui_out, item_tangent, interaction):
         """L_tag (Eq. 14) and w * L_cl (Eq. 15-16)."""
@@ -201,26 +216,7 @@ class HyperLLM(PropagatedScoring, GeneralRecommender):
             terms["cl"] = self.cl_weight * cl
         return terms
 
-    def calculate_loss(self, interaction):
-        self._eval_cache = None
-        item_t, ui_out = self._propagate_user_item()
-        margin = self.meta_margin if self.phase == "meta" else self.margin
-        terms = self.backbone.interaction_loss(ui_out, interaction, margin)
+    def framework_losses(self, inputs, out, interaction, context):
         if self.plan.structural and self.phase != "meta":
-            terms.update(self.structural_terms(ui_out, item_t, interaction))
-        self.last_loss_names = tuple(terms)
-        return tuple(terms.values())
-
-    def sqdist_pairs(self, x, y):
-        return self.backbone.sqdist_pairs(x, y)
-
-    def ranking_scores(self, users, items):
-        return self.backbone.ranking_scores(users, items)
-
-
-def hyperllm_for(backbone_class):
-    """The RecBole model class ``HyperLLM_<Backbone>``."""
-    name = f"HyperLLM_{backbone_class.__name__}"
-    # Registered in recbole_hyperllm.model.hyperllm so that pickling (RecBole checkpoints) finds it.
-    return type(name, (HyperLLM,), {"backbone_class": backbone_class, "__module__": "recbole_hyperllm.model.hyperllm",
-                                    "__qualname__": name, "__doc__": f"HyperLLM over {backbone_class.__name__}."})
+            return self.structural_terms(out, inputs[self.n_users:], interaction)
+        return {}

@@ -4,7 +4,11 @@ Anchors are tags. A tag-tag triple is (parent, child, random tag); a tag-item
 triple is (tag, item, random item); negatives that happen to be linked to the
 anchor are re-drawn, as in the authors' sampler (``sampler.py``). Each epoch
 walks a fresh permutation of both edge lists in ``batches_per_epoch`` slices,
-so one epoch of user-item batches covers every tag edge once.
+so one epoch of user-item batches covers every tag edge once. The trainer's
+epoch starts a new permutation (``begin_epoch``), whatever number of batches the
+previous epoch had; ``state``/``load_state`` carry the random stream and the
+position in it through a progress checkpoint, so a resumed run draws what the
+uninterrupted run would have drawn.
 """
 import math
 
@@ -29,6 +33,9 @@ class _EdgeStream:
         pos = np.minimum(pos, len(self.keys) - 1)
         return self.keys[pos] == keys
 
+    def begin_epoch(self):
+        self.cursor = len(self.order)
+
     def next(self):
         if self.cursor >= len(self.order):
             self.order = self.rng.permutation(len(self.anchors))
@@ -49,10 +56,25 @@ class TagTripleSampler:
     """Yields (anchor, positive, negative) node indices of the tag graph (tags first, then items)."""
 
     def __init__(self, parent, child, link_tags, link_items, n_tags, n_items, batches_per_epoch, seed):
-        rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(seed)
         self.n_tags = n_tags
-        self.tag_tag = _EdgeStream(parent, child, 1, n_tags, batches_per_epoch, rng)
-        self.tag_item = _EdgeStream(link_tags, link_items, 1, n_items, batches_per_epoch, rng)
+        self.tag_tag = _EdgeStream(parent, child, 1, n_tags, batches_per_epoch, self.rng)
+        self.tag_item = _EdgeStream(link_tags, link_items, 1, n_items, batches_per_epoch, self.rng)
+
+    def begin_epoch(self):
+        """The next batch starts a fresh permutation of both edge lists."""
+        self.tag_tag.begin_epoch()
+        self.tag_item.begin_epoch()
+
+    def state(self):
+        """The random stream and both streams' positions (for a progress checkpoint)."""
+        return {"rng": self.rng.bit_generator.state,
+                "streams": [(s.order.copy(), s.cursor) for s in (self.tag_tag, self.tag_item)]}
+
+    def load_state(self, state):
+        self.rng.bit_generator.state = state["rng"]
+        for stream, (order, cursor) in zip((self.tag_tag, self.tag_item), state["streams"]):
+            stream.order, stream.cursor = np.asarray(order, dtype=np.int64), int(cursor)
 
     def next_batch(self, device="cpu"):
         a1, p1, n1 = self.tag_tag.next()

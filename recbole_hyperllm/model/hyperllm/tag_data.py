@@ -42,7 +42,7 @@ def atomic_path(dataset, suffix):
 def _read(dataset, suffix, columns):
     path = atomic_path(dataset, suffix)
     if not os.path.isfile(path):
-        raise AtomicFileError(f"{path} not found: HyperLLM needs it (columns {columns}). {HOW_TO_MAKE}")
+        raise AtomicFileError(f"{path} not found: this model needs it (columns {columns}). {HOW_TO_MAKE}")
     return path, read_columns(path, columns)
 
 

@@ -1,0 +1,30 @@
+"""Errors a run reports in one line (the run script exits 2 with ``error: <message>``)."""
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss or non-finite embeddings."""
+
+
+class ConfigError(ValueError):
+    """A config key holds a value the model cannot use; the message names the key and the allowed values."""
+
+
+def choice(config, key, allowed, default):
+    """``config[key]`` (``default`` when unset), checked against ``allowed``; ConfigError names the key."""
+    value = config[key]
+    value = default if value is None else value
+    if value not in allowed:
+        raise ConfigError(f"config key '{key}' is {value!r}; use one of {tuple(allowed)}")
+    return value
+
+
+def positive(config, key, *, allow_zero=False):
+    """``float(config[key])``, checked to be > 0 (or >= 0); ConfigError names the key."""
+    value = config[key]
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key '{key}' is {value!r}; it must be a number") from None
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"config key '{key}' is {value}; it must be {'>= 0' if allow_zero else '> 0'}")
+    return value

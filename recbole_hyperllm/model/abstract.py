@@ -1,0 +1,39 @@
+"""What a model of this plugin declares, so that look-up, trainer, YAML defaults, side inputs and the
+steps before training go by the model and never by its type.
+
+``utils.get_trainer``, ``utils.model_property_files``, ``quick_start`` and ``run_recbole_hyperllm.py``
+read only these declarations. RecBole's own models declare none of them and get RecBole's defaults.
+"""
+
+
+class PluginModel:
+    """Declarations of a plugin model (a mixin in front of a RecBole recommender)."""
+
+    @classmethod
+    def trainer_class(cls):
+        """The trainer that fits this model (the plugin's ``HyperbolicTrainer``)."""
+        from recbole_hyperllm.trainer import HyperbolicTrainer
+
+        return HyperbolicTrainer
+
+    @classmethod
+    def property_names(cls):
+        """Names of the YAML files under ``properties/model/`` that hold this model's defaults, in loading
+        order (after ``properties/overall.yaml``, before the user's files)."""
+        return (cls.__name__,)
+
+    @classmethod
+    def side_files(cls, config):
+        """{suffix: columns} of the atomic files beside the interactions that this configured model reads."""
+        return {}
+
+    def before_training(self, config, train_data, valid_data, logger, show_progress=False):
+        """A step run before the trainer is built (e.g. HyperLLM's phase 1); returns a JSON-able record or None."""
+        return None
+
+    def skips_training(self):
+        """True when the model is reported as ``before_training`` left it (e.g. HyperLLM's only-Semantic)."""
+        return False
+
+    def begin_epoch(self, epoch):
+        """Called by the trainer before training epoch ``epoch`` (0-based), resumed runs included."""

@@ -1,0 +1,149 @@
+"""RLMRec-Con and RLMRec-Gen (Ren et al., "Representation Learning with Large Language Models for
+Recommendation", WWW 2024) as frameworks over any hyperbolic backbone.
+
+Written from the paper and a reading of its public code (github HKUDS/RLMRec,
+``encoder/models/general_cf/lightgcn_plus.py`` (Con), ``lightgcn_gene.py`` (Gen), ``loss_utils.py``,
+``aug_utils.py``). Both align collaborative representations with the semantic embeddings
+(``NAME.useremb`` / ``NAME.itememb``, the same inputs every framework here reads):
+
+* **Con** (contrastive alignment): an MLP maps every semantic embedding s (width D) into the
+  representation space, f(s) = W2 LeakyReLU(W1 s + b1) + b2 (D -> (D + d) / 2 -> d, xavier-uniform
+  weights). For the batch's users u, positive items i and negative items j, with the propagated
+  representation e and cosine similarity cos,
+      L_con = sum_{x in batch} -log( exp(cos(e_x, f(s_x)) / t) / sum_{y in Y_x} exp(cos(e_x, f(s_y)) / t) )
+  where Y_x is every (real) user for a user anchor, and the batch's positives (negatives) for a positive
+  (negative) anchor, duplicates included, as the reference's ``cal_infonce_loss`` calls. The term is
+  ``kd_weight * L_con``.
+* **Gen** (generative alignment): ``NodeMask`` replaces max(1, int(N mask_ratio)) random user/item input
+  rows by a learnable token (zero-initialised); the masked inputs are propagated (the ranking loss is
+  computed on this propagation too, as in the reference); at the masked nodes an MLP g maps the output
+  into the semantic space (d -> (D + d) / 2 -> D) and
+      L_gen = mean_{m masked} -log( exp(cos(g(e_m), s_m) / t) / sum_{m' masked} exp(cos(g(e_m), s_m') / t) ).
+  The term is ``recon_weight * B * L_gen`` (B: the batch's triples; see the loss scale below).
+
+Hyperbolic adaptation: both alignments are computed in the tangent space at the origin, on
+log_0 of the propagated points (which is the HGCF-family encoder's own pre-exp representation). The
+alternative, -d^2 / t on the hyperboloid as HyperLLM's Eq. 16, would put the MLP output on the manifold
+and make the alignment depend on the distance from the origin, which encodes a node's depth in the
+hierarchy and has no counterpart in a text embedding; cosine in the tangent space aligns directions
+only, keeps RLMRec's loss exactly, and lets its temperatures (tuned for cosine logits) carry over. The
+masked tokens and the MLPs are Euclidean parameters; masking replaces tangent inputs, before exp_0.
+
+Loss scale: the reference divides its BPR and Con losses by the batch size and averages Gen over the
+masked nodes; this plugin's ranking losses are sums over the batch. So Con is a sum over the batch (its
+ratio to the ranking loss is then the reference's), and Gen's mean is multiplied by the batch size B.
+Padding rows (RecBole's user 0 and item 0) are never masked.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recbole_hyperllm.errors import ConfigError, positive
+from recbole_hyperllm.model.framework.base import Framework
+from recbole_hyperllm.model.framework.semantic import SEMANTIC_FILES, semantic_vectors
+
+__all__ = ["RLMRecCon", "RLMRecGen", "cosine_infonce", "masked_cosine_infonce", "bridge_mlp"]
+
+COSINE_EPS = 1e-8
+
+
+def bridge_mlp(input_dim, output_dim):
+    """input -> (input + output) / 2 -> output with LeakyReLU, xavier-uniform weights (RLMRec's ``mlp``)."""
+    hidden = (input_dim + output_dim) // 2
+    mlp = nn.Sequential(nn.Linear(input_dim, hidden), nn.LeakyReLU(), nn.Linear(hidden, output_dim))
+    for layer in (mlp[0], mlp[2]):
+        nn.init.xavier_uniform_(layer.weight)
+    return mlp
+
+
+def _unit(x):
+    return x / torch.sqrt(COSINE_EPS + x.pow(2).sum(dim=-1, keepdim=True))
+
+
+def cosine_infonce(anchors, targets, candidates, temperature):
+    """sum_x [ -cos(a_x, t_x) / tau + log sum_y exp(cos(a_x, c_y) / tau) ] (RLMRec ``cal_infonce_loss``)."""
+    a, t, c = _unit(anchors), _unit(targets), _unit(candidates)
+    return (-(a * t).sum(dim=-1) / temperature + torch.logsumexp(a @ c.t() / temperature, dim=-1)).sum()
+
+
+def masked_cosine_infonce(x, y, temperature):
+    """mean_m -log softmax_m'(cos(x_m, y_m') / tau)[m] (RLMRec ``ssl_con_loss``, without its 1e-8 guards)."""
+    logits = F.normalize(x) @ F.normalize(y).t() / temperature
+    return (torch.logsumexp(logits, dim=-1) - logits.diagonal()).mean()
+
+
+class _Alignment(Framework):
+    """Semantic embeddings as buffers and the tangent representation of propagated points."""
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        users, items = semantic_vectors(self, dataset)
+        self.register_buffer("user_semantic", users.to(self.device))
+        self.register_buffer("item_semantic", items.to(self.device))
+        self.semantic_dim = users.size(1)
+
+    @classmethod
+    def side_files(cls, config):
+        return dict(SEMANTIC_FILES)
+
+    def representation(self, points):
+        """log_0 of propagated points: the alignment's view of them."""
+        return self.manifold.logmap0(points)
+
+
+class RLMRecCon(_Alignment):
+    framework_name = "RLMRecCon"
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.kd_weight = positive(config, "kd_weight", allow_zero=True)
+        self.kd_temperature = positive(config, "kd_temperature")
+        self.mlp = bridge_mlp(self.semantic_dim, config["embedding_size"])
+
+    def framework_losses(self, inputs, out, interaction, context):
+        users = interaction[self.USER_ID]
+        pos, neg = interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
+        profile_users = self.mlp(self.user_semantic)
+        profile_pos, profile_neg = self.mlp(self.item_semantic[pos]), self.mlp(self.item_semantic[neg])
+        rep = self.representation(out)
+        loss = (cosine_infonce(rep[users], profile_users[users], profile_users[1:], self.kd_temperature)
+                + cosine_infonce(rep[self.n_users + pos], profile_pos, profile_pos, self.kd_temperature)
+                + cosine_infonce(rep[self.n_users + neg], profile_neg, profile_neg, self.kd_temperature))
+        return {"con": self.kd_weight * loss}
+
+
+class RLMRecGen(_Alignment):
+    framework_name = "RLMRecGen"
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        self.mask_ratio = positive(config, "mask_ratio")
+        if self.mask_ratio >= 1.0:
+            raise ConfigError(f"config key 'mask_ratio' is {self.mask_ratio}; it must be below 1")
+        self.recon_weight = positive(config, "recon_weight", allow_zero=True)
+        self.re_temperature = positive(config, "re_temperature")
+        width = self.node_inputs().size(1)
+        self.mask_token = nn.Parameter(torch.zeros(1, width, device=self.device))
+        self.mlp = bridge_mlp(width, self.semantic_dim)
+        self.register_buffer("node_semantic", torch.cat([self.user_semantic, self.item_semantic]))
+        # real nodes only: RecBole's padding user 0 and item 0 are never masked
+        real = torch.ones(self.n_users + self.n_items, dtype=torch.bool)
+        real[[0, self.n_users]] = False
+        self.register_buffer("maskable", torch.nonzero(real).squeeze(1).to(self.device), persistent=False)
+
+    def draw_masked_nodes(self):
+        """max(1, int(N mask_ratio)) distinct real nodes, N = real users + items (RLMRec ``NodeMask``)."""
+        count = max(1, int(self.maskable.numel() * self.mask_ratio))
+        return self.maskable[torch.randperm(self.maskable.numel(), device=self.maskable.device)[:count]]
+
+    def training_inputs(self):
+        inputs = self.node_inputs()
+        masked = self.draw_masked_nodes()
+        keep = torch.ones(inputs.size(0), 1, device=inputs.device)
+        keep[masked] = 0.0
+        return inputs * keep + self.mask_token * (1.0 - keep), masked
+
+    def framework_losses(self, inputs, out, interaction, masked):
+        reconstructed = self.mlp(self.representation(out[masked]))
+        loss = masked_cosine_infonce(reconstructed, self.node_semantic[masked], self.re_temperature)
+        return {"gen": self.recon_weight * len(interaction) * loss}

@@ -1,0 +1,221 @@
+"""The framework layer: every framework over every backbone (the contract), the backbone interface, the
+declarations that drive look-up, and the KAR / RLMRec formulas against independent computations."""
+import logging
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_seed
+
+from conftest import FAST, ROOT
+from recbole_hyperllm.errors import ConfigError
+from recbole_hyperllm.model import BACKBONES, FRAMEWORK_MODELS, FRAMEWORKS, MODELS
+from recbole_hyperllm.model.hyperbolic.interface import BACKBONE_INTERFACE, Backbone
+from recbole_hyperllm.model.rlmrec import cosine_infonce, masked_cosine_infonce
+from recbole_hyperllm.quick_start import create_config, run_recbole_hyperllm
+from recbole_hyperllm.utils import get_model, get_trainer, model_property_files
+
+# embedding_size 32: room for KAR's default 24 adaptor columns next to the ID columns
+CONTRACT = {"embedding_size": 32, "num_neg": 3, "learning_rate": 0.01}
+
+
+def build(toy, model, **extra):
+    _, config = toy
+    config = create_config(model, "toy", config_dict=dict(config, **CONTRACT, **extra))
+    init_seed(config["seed"], True)
+    train, valid, test = data_preparation(config, create_dataset(config))
+    return config, get_model(model)(config, train.dataset), train, valid
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_contract_one_step_and_evaluation(toy, model):
+    """Any model (backbone or framework x backbone): its declared step before training, then one training
+    step gives finite scalar terms whose gradient reaches exactly the parameters left trainable, and
+    full-ranking scores are finite."""
+    config, net, train, valid = build(toy, model)
+    net.before_training(config, train, valid, logging.getLogger("test"))
+    net.zero_grad(set_to_none=True)  # what that step trained keeps its last gradient
+    net.begin_epoch(0)
+    batch = next(iter(train))
+    losses = net.calculate_loss(batch)
+    assert len(losses) == len(net.last_loss_names) >= 1 and net.last_loss_names[0] == "rank"
+    assert all(term.dim() == 0 and torch.isfinite(term) for term in losses)
+    sum(losses).backward()
+    trainable = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
+    assert trainable
+    for name, param in net.named_parameters():
+        if param.requires_grad:
+            assert param.grad is not None and torch.isfinite(param.grad).all(), name
+            assert param.grad.abs().sum() > 0, f"{model}: no gradient reaches {name}"
+        else:
+            assert param.grad is None, f"{model}: frozen {name} got a gradient"
+    net.eval()
+    scores = net.full_sort_predict(batch)
+    assert scores.shape == (len(batch) * net.n_items,) and torch.isfinite(scores).all()
+
+
+def test_every_framework_is_composed_with_every_backbone():
+    assert set(FRAMEWORK_MODELS) == {f"{f}_{b}" for f in FRAMEWORKS for b in BACKBONES}
+    assert {"HyperLLM", "KAR", "RLMRecCon", "RLMRecGen"} <= set(FRAMEWORKS)
+    for name, cls in FRAMEWORK_MODELS.items():
+        assert cls.__name__ == name and cls.backbone_class is BACKBONES[name.split("_", 1)[1]]
+
+
+FRAMEWORK_SOURCES = ["recbole_hyperllm/model/framework/base.py", "recbole_hyperllm/phase1.py",
+                     *(str(p.relative_to(ROOT)) for p in Path(ROOT, "recbole_hyperllm/model").glob("*/*.py")
+                       if p.parent.name not in ("hyperbolic", "framework"))]
+
+
+@pytest.mark.parametrize("source", sorted(set(FRAMEWORK_SOURCES)))
+def test_frameworks_use_only_the_declared_backbone_interface(source):
+    used = set(re.findall(r"backbone\.(\w+)", Path(ROOT, source).read_text()))
+    assert used <= BACKBONE_INTERFACE, f"{source} uses {sorted(used - BACKBONE_INTERFACE)} of the backbone"
+
+
+def test_every_backbone_implements_the_interface(toy):
+    for name in BACKBONES:
+        _, net, _, _ = build(toy, name)
+        assert isinstance(net, Backbone), name
+
+
+def test_lookup_trainer_and_yaml_go_by_declarations():
+    from recbole.trainer import Trainer
+
+    from recbole_hyperllm.trainer import HyperbolicTrainer
+
+    names = [Path(f).name for f in model_property_files("KAR_HGCH")]
+    assert names == ["overall.yaml", "HGCH.yaml", "KAR.yaml"]
+    assert [Path(f).name for f in model_property_files("HyperLLM_HICF")][:4] == ["overall.yaml", "HICF.yaml",
+                                                                                "HyperLLM.yaml"][:4]
+    assert [Path(f).name for f in model_property_files("HyperCL")] == ["overall.yaml", "HyperCL.yaml"]
+    assert model_property_files("BPR") == []  # RecBole's own models keep RecBole's defaults
+    assert get_trainer("GENERAL", "RLMRecGen_HRCF") is HyperbolicTrainer
+    assert get_trainer(None, "BPR") is Trainer
+
+
+@pytest.mark.parametrize("model", ["KAR_HGCF", "RLMRecCon_HGCF", "RLMRecGen_HGCF"])
+def test_two_epoch_run_of_each_competitor_reports_metrics(toy, model):
+    _, config = toy
+    result = run_recbole_hyperllm(model, "toy", config_dict=dict(config, **CONTRACT))
+    assert set(result["test_result"]) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}
+    assert result["epochs"] == 2 and result["sec_to_best"] > 0
+
+
+@pytest.mark.parametrize("model,key,value", [
+    ("KAR_HGCF", "kar_dim", 31), ("KAR_HGCF", "kar_dim", 0), ("RLMRecGen_HGCF", "mask_ratio", 1.5),
+    ("RLMRecGen_HGCF", "re_temperature", 0), ("RLMRecCon_HGCF", "kd_temperature", -1.0),
+    ("HyperLLM_HGCF", "cl_scope", "everything"), ("HyperLLM_HGCF", "variant", "Full"),
+])
+def test_bad_framework_value_names_the_key(toy, model, key, value):
+    with pytest.raises(ConfigError, match=f"config key '{key}' is"):
+        build(toy, model, **{key: value})
+
+
+# ----- KAR -------------------------------------------------------------------------------------------
+
+def test_kar_input_width_and_adaptor_match_direct_computation(toy):
+    config, net, train, _ = build(toy, "KAR_HGCF", kar_dim=12, kar_specific_experts=3, kar_shared_experts=2)
+    assert net.backbone.user_embedding.shape == (net.n_users, 32 - 12)
+    inputs = net.node_inputs()
+    assert inputs.shape == (net.n_users + net.n_items, 32)
+    ids = torch.cat(net.backbone.id_tangent())
+    torch.testing.assert_close(inputs[:, :20], ids)
+    # tower 1 (items) by hand: softmax gate over 2 shared + 3 item experts, each Linear-ReLU-Linear
+    s = net.item_semantic
+    gate = torch.softmax(s @ net.adaptor.gates[1].weight.t() + net.adaptor.gates[1].bias, dim=-1)
+    experts = list(net.adaptor.shared) + list(net.adaptor.specific[1])
+    assert gate.shape[1] == len(experts) == 5
+
+    def mlp(e, x):
+        hidden = torch.relu(x @ e[0].weight.t() + e[0].bias)
+        return hidden @ e[2].weight.t() + e[2].bias
+
+    direct = sum(gate[:, k:k + 1] * mlp(e, s) for k, e in enumerate(experts))
+    torch.testing.assert_close(inputs[net.n_users:, 20:], direct)
+    # the ID part keeps the hyperboloid's tangent convention (time coordinate 0)
+    assert inputs[:, 0].abs().max() == 0
+
+
+# ----- RLMRec ----------------------------------------------------------------------------------------
+
+def test_cosine_infonce_matches_a_direct_sum():
+    torch.manual_seed(0)
+    a, t, c = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 5 - 1, dtype=torch.float64), \
+        torch.randn(6, 4, dtype=torch.float64)
+    tau = 0.3
+
+    def cos(x, y):
+        return float(x @ y) / math.sqrt(float(x @ x) + 1e-8) / math.sqrt(float(y @ y) + 1e-8)
+
+    direct = sum(-cos(a[i], t[i]) / tau + math.log(sum(math.exp(cos(a[i], c[j]) / tau) for j in range(6)))
+                 for i in range(3))
+    assert cosine_infonce(a, t, c, tau).item() == pytest.approx(direct, rel=1e-6)
+    x, y = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    direct = sum(-math.log(math.exp(cos(x[m], y[m]) / tau) / sum(math.exp(cos(x[m], y[k]) / tau) for k in range(5)))
+                 for m in range(5)) / 5
+    assert masked_cosine_infonce(x, y, tau).item() == pytest.approx(direct, rel=1e-6)
+
+
+def test_rlmrec_con_term_matches_its_definition(toy):
+    config, net, train, _ = build(toy, "RLMRecCon_HGCF", kd_weight=0.5)
+    batch = next(iter(train))
+    out = net.forward()
+    term = net.framework_losses(None, out, batch, None)["con"]
+    rep = net.manifold.logmap0(out)
+    users, pos, neg = batch[net.USER_ID], batch[net.ITEM_ID], batch[net.NEG_ITEM_ID]
+    prof_u, prof_i = net.mlp(net.user_semantic), net.mlp(net.item_semantic)
+    expected = 0.5 * (cosine_infonce(rep[users], prof_u[users], prof_u[1:], 0.2)
+                      + cosine_infonce(rep[net.n_users + pos], prof_i[pos], prof_i[pos], 0.2)
+                      + cosine_infonce(rep[net.n_users + neg], prof_i[neg], prof_i[neg], 0.2))
+    assert term.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_rlmrec_gen_masks_real_nodes_with_the_token_and_scores_them(toy):
+    config, net, train, _ = build(toy, "RLMRecGen_HGCF", mask_ratio=0.25, recon_weight=0.3)
+    n = net.n_users + net.n_items
+    with torch.no_grad():
+        net.mask_token.fill_(0.05)
+    inputs, masked = net.training_inputs()
+    assert masked.numel() == int((n - 2) * 0.25) == masked.unique().numel()
+    assert not torch.isin(masked, torch.tensor([0, net.n_users])).any()  # padding rows are never masked
+    clean = net.node_inputs()
+    kept = torch.ones(n, dtype=torch.bool)
+    kept[masked] = False
+    torch.testing.assert_close(inputs[kept], clean[kept])
+    assert torch.all(inputs[masked] == 0.05)
+    batch = next(iter(train))
+    out = net.backbone.propagate(inputs, net.backbone.ui_graph)
+    term = net.framework_losses(inputs, out, batch, masked)["gen"]
+    semantic = torch.cat([net.user_semantic, net.item_semantic])[masked]
+    expected = 0.3 * len(batch) * masked_cosine_infonce(net.mlp(net.manifold.logmap0(out[masked])), semantic, 0.2)
+    assert term.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+# ----- state driven by the trainer's epoch -----------------------------------------------------------
+
+def test_hypercl_views_depend_on_seed_and_epoch_only(toy):
+    _, first, _, _ = build(toy, "HyperCL")
+    _, second, _, _ = build(toy, "HyperCL")
+    first.begin_epoch(3)
+    second.begin_epoch(3)
+    a, b = first.ssl_graphs(), second.ssl_graphs()
+    assert first.ssl_graphs() is a  # one draw per epoch
+    torch.testing.assert_close(a[0].to_dense(), b[0].to_dense())
+    second.begin_epoch(4)
+    assert not torch.equal(a[0].to_dense(), second.ssl_graphs()[0].to_dense())
+
+
+def test_tag_sampler_state_travels_with_the_checkpoint(toy):
+    _, net, _, _ = build(toy, "HyperLLM_HGCF", semantic_init="moe", variant="Structural")
+    net.begin_epoch(0)
+    net.tag_sampler.next_batch()
+    saved = net.other_parameter()
+    expected = [net.tag_sampler.next_batch() for _ in range(3)]
+    _, other, _, _ = build(toy, "HyperLLM_HGCF", semantic_init="moe", variant="Structural")
+    other.load_other_parameter(saved)
+    for want in expected:
+        for got, w in zip(other.tag_sampler.next_batch(), want):
+            assert torch.equal(got, w)

@@ -119,8 +119,10 @@ def convert(data, workdir, phase1_as_semantic=False):
 
 
 def run_one(model, config_dict, files, results, dataset=DATASET):
+    from dataset_tools.default_data import prepare_inputs
     from recbole_hyperllm.quick_start import run_recbole_hyperllm
     try:
+        config_dict = prepare_inputs(model, dataset, files, config_dict)  # the run script's step before training
         run_recbole_hyperllm(model, dataset, files, config_dict, queue=results)
     except Exception as error:  # reported by the parent, never turned into metrics
         results.put({"error": f"{type(error).__name__}: {error}"})
@@ -165,6 +167,7 @@ def summarise(name, model, config_dict, result):
         "best_epoch": result["best_epoch"],
         "epochs": result["epochs"],
         "sec_per_epoch": result["sec_per_epoch"],
+        "sec_to_best": result.get("sec_to_best"),
         "train_sec_per_epoch": result.get("train_sec_per_epoch"),
         "valid_sec_per_epoch": result.get("valid_sec_per_epoch"),
         "peak_rss_mb": result["peak_rss_mb"],

@@ -22,9 +22,9 @@ from collections import Counter
 
 from tqdm import tqdm
 
-from dataset_tools.common import PipelineError, clean_text, file_fingerprint, read_atomic_rows, write_atomic_file
+from dataset_tools.common import (INTER_HEADER, PipelineError, clean_text, file_fingerprint, read_atomic_rows,
+                                  write_atomic_file)
 
-INTER_HEADER = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
 ITEM_HEADER = ["item_id:token", "title:token_seq", "brand:token", "categories:token_seq",
                "description:token_seq", "price:float"]
 EXPECTED_FILES = ("an Amazon review dump such as reviews_Toys_and_Games_5.json.gz, or its metadata "

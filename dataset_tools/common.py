@@ -8,6 +8,10 @@ import threading
 csv.field_size_limit(1 << 30)  # long Amazon descriptions
 
 
+# The interaction files dataset_tools writes (RecBole atomic format).
+INTER_HEADER = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
+
+
 class PipelineError(Exception):
     """Bad input or a failed stage; the message names the file/line/key and the fix. The CLI exits 1."""
 

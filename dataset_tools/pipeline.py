@@ -25,11 +25,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 import numpy as np
 from tqdm import tqdm
 
-from dataset_tools.common import (PipelineError, clean_text, file_fingerprint, read_atomic_rows, replace_when_done,
-                                  write_atomic_file)
+from dataset_tools.common import (INTER_HEADER, PipelineError, clean_text, file_fingerprint, read_atomic_rows,
+                                  replace_when_done, write_atomic_file)
 
 SPLITS = ("train", "valid", "test")
-INTER_HEADER = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
 DEFAULT_MAX_USER_ITEMS = 50
 DEFAULT_MAX_PROMPT_CHARS = 12000
 

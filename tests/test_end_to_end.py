@@ -177,9 +177,12 @@ def test_hyperllm_on_ml100k_runs_offline_from_a_fresh_folder(tmp_path):
 
 @pytest.mark.parametrize("space", sorted(p.name for p in (Path(ROOT) / "hyper").glob("*.hyper")))
 def test_shipped_search_spaces_name_keys_their_model_knows(toy, space):
-    """Every line of hyper/<Model>.hyper is ``key choice [...]`` over a key of that model's YAML."""
+    """Every line of hyper/<Model>.hyper (or hyper/<Framework>.hyper, for the framework over any backbone,
+    checked over HGCF) is ``key choice [...]`` over a key of that model's YAML."""
+    from recbole_hyperllm.model import FRAMEWORKS
     _, config = toy
     model = space[: -len(".hyper")]
+    model = f"{model}_HGCF" if model in FRAMEWORKS else model
     known = create_config(model, "toy", config_dict=dict(config))
     for line in (Path(ROOT) / "hyper" / space).read_text().splitlines():
         key, kind, values = line.split(maxsplit=2)

@@ -219,3 +219,14 @@ def test_tag_sampler_state_travels_with_the_checkpoint(toy):
     for want in expected:
         for got, w in zip(other.tag_sampler.next_batch(), want):
             assert torch.equal(got, w)
+
+
+def test_the_training_core_does_not_import_the_llm_pipeline():
+    import subprocess
+    import sys
+
+    code = ("import sys, recbole_hyperllm.quick_start, recbole_hyperllm.utils; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dataset_tools', 'openai', "
+            "'sentence_transformers')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr

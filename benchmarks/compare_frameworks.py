@@ -1,0 +1,232 @@
+"""Every framework over every backbone, on ml-100k (offline) or the authors' Beauty split: HyperLLM's
+Table 4 (Base, KAR, RLMRec-Con, RLMRec-Gen, HyperLLM) through the plugin's public API.
+
+    python benchmarks/compare_frameworks.py --dataset ml-100k --seeds 2020,2021,2022 \\
+        --out benchmarks/results/frameworks_ml100k.json [--set learning_rate=0.01 ...]
+    python benchmarks/compare_frameworks.py --dataset beauty --backbones HGCF,HGCH --seeds 1234 \\
+        --out benchmarks/results/frameworks_beauty.json
+    python benchmarks/compare_frameworks.py --markdown --out benchmarks/results/frameworks_ml100k.json
+
+Every framework reads the same semantic inputs (``NAME.useremb`` / ``NAME.itememb``):
+* ml-100k: for each seed S its own random 8:1:1 split (seed S), tags and summaries from the
+  ``metadata`` provider (titles, years, genres; no LLM), all-MiniLM-L6-v2 embeddings, made in
+  ``--workdir/split{S}/ml-100k`` by the run scripts' step (``dataset_tools.default_data.prepare_inputs``);
+  defaults of ``properties/`` plus ``--set``; every model trains with seed S.
+* beauty: the authors' split and tags (``--data``, converted by ``dataset_tools.from_official``), the
+  summaries of ``benchmarks/beauty_tag_summaries.py`` (released tag names; users from training items)
+  through MiniLM; the backbone's Beauty hyper-parameters (``properties/beauty/<Backbone>.yaml``) for Base,
+  KAR and RLMRec, ``properties/beauty/HyperLLM_<Backbone>.yaml`` with ``semantic_init: moe`` (this
+  project's phase 1 over the same embeddings) for HyperLLM. Skips with exit 0 without the release.
+
+Each run is its own process (its own peak memory). ``--out`` (JSON, one entry per ``<model>@<seed>``: test
+R@10/R@20/N@10/N@20, best epoch, epochs, seconds per epoch, seconds of training + validation up to the end
+of the best epoch (Table 4's "Time"), phase-1 record, peak RSS) is rewritten after every run, so a
+stopped benchmark resumes where it stopped; ``<out>.md`` is the table, written with the command, commit,
+date and machine.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from reproduce_table3 import DATASET, METRICS, convert, parse_value, run_in_subprocess, summarise  # noqa: E402
+
+BACKBONES = ("HGCF", "HRCF", "HICF", "HGCH", "HyperCL")
+FRAMEWORKS = ("Base", "KAR", "RLMRecCon", "RLMRecGen", "HyperLLM")
+# HyperLLM's Table 4, Beauty column: (R@20, N@20) per backbone and framework.
+PAPER_BEAUTY = {
+    "HGCF": {"Base": (0.1604, 0.0771), "KAR": (0.1565, 0.0715), "RLMRecCon": (0.1619, 0.0773),
+             "RLMRecGen": (0.1610, 0.0756), "HyperLLM": (0.1889, 0.0893)},
+    "HRCF": {"Base": (0.1607, 0.0768), "KAR": (0.1443, 0.0638), "RLMRecCon": (0.1606, 0.0772),
+             "RLMRecGen": (0.1615, 0.0765), "HyperLLM": (0.1904, 0.0895)},
+    "HICF": {"Base": (0.1685, 0.0820), "KAR": (0.1611, 0.0761), "RLMRecCon": (0.1750, 0.0843),
+             "RLMRecGen": (0.1673, 0.0808), "HyperLLM": (0.1978, 0.0956)},
+    "HGCH": {"Base": (0.1727, 0.0801), "KAR": (0.1202, 0.0550), "RLMRecCon": (0.1722, 0.0817),
+             "RLMRecGen": (0.1713, 0.0792), "HyperLLM": (0.1861, 0.0872)},
+    "HyperCL": {"Base": (0.1659, 0.0772), "KAR": (0.1211, 0.0552), "RLMRecCon": (0.1685, 0.0783),
+                "RLMRecGen": (0.1628, 0.0760), "HyperLLM": (0.1803, 0.0827)},
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=["ml-100k", "beauty"], default="ml-100k")
+    parser.add_argument("--backbones", default=",".join(BACKBONES))
+    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
+    parser.add_argument("--seeds", default="2020,2021,2022", help="ml-100k: split and training seeds; beauty: training")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "hyperllm-official"))
+    parser.add_argument("--workdir", default="/tmp/hyperllm-frameworks")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "frameworks_ml100k.json"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra RecBole config")
+    parser.add_argument("--rerun", action="store_true", help="run again what --out already holds")
+    parser.add_argument("--markdown", action="store_true", help="only (re)write and print the table of --out")
+    return parser.parse_args(argv)
+
+
+def model_name(framework, backbone):
+    return backbone if framework == "Base" else f"{framework}_{backbone}"
+
+
+def beauty_files(framework, backbone):
+    own = "HyperLLM_" + backbone if framework == "HyperLLM" else backbone
+    return [str(ROOT / "properties" / "beauty" / "dataset.yaml"), str(ROOT / "properties" / "beauty" / f"{own}.yaml")]
+
+
+def beauty_inputs(data, workdir):
+    """The converted release with the tag-name summaries' MiniLM embeddings (made once)."""
+    from beauty_tag_summaries import build_inputs
+
+    data_path = convert(data, workdir)
+    folder = os.path.join(data_path, DATASET)
+    if not os.path.isfile(os.path.join(folder, f"{DATASET}.useremb")):
+        print("inputs:", json.dumps(build_inputs(folder)), flush=True)
+    return data_path
+
+
+def plan(args):
+    """[(key, model, dataset, config files, config dict)] of every run asked for."""
+    overrides = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    backbones = [b for b in args.backbones.split(",") if b]
+    frameworks = [f for f in args.frameworks.split(",") if f]
+    runs = []
+    for seed in [int(s) for s in args.seeds.split(",") if s]:
+        if args.dataset == "ml-100k":
+            root = os.path.join(args.workdir, f"split{seed}")
+            base = {"data_path": root, "ml100k_split_seed": seed, "seed": seed, "checkpoint_dir": os.path.join(root, "saved")}
+        else:
+            root = beauty_inputs(args.data, args.workdir)
+            base = {"data_path": root, "seed": seed, "checkpoint_dir": os.path.join(args.workdir, "saved")}
+        for backbone in backbones:
+            for framework in frameworks:
+                name = model_name(framework, backbone)
+                config = {**base, "show_progress": False, **overrides}
+                if args.dataset == "ml-100k":
+                    runs.append((f"{name}@{seed}", name, "ml-100k", [], config))
+                else:
+                    if framework == "HyperLLM":
+                        config["semantic_init"] = "moe"
+                    runs.append((f"{name}@{seed}", name, DATASET, beauty_files(framework, backbone), config))
+    return runs
+
+
+def mean_std(values):
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def run_stamp(args_line):
+    """Command, commit, date and machine of a run (stored with its entry)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.strip()
+    import torch
+    return {"command": f"python benchmarks/compare_frameworks.py {args_line}",
+            "commit": commit + (" (uncommitted changes)" if dirty else ""),
+            "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}, torch {torch.__version__}"}
+
+
+def provenance(results):
+    """The commands, commits, dates and machines of the runs in a table."""
+    stamps = [e.get("run") for e in results.values() if e.get("run")]
+    lines = []
+    for field in ("command", "commit", "machine"):
+        values = sorted({s[field] for s in stamps})
+        lines.append(f"{field.capitalize()}: " + "; ".join(f"`{v}`" if field == "command" else v for v in values))
+    dates = sorted(s["date"] for s in stamps)
+    lines.append(f"Runs: {len(stamps)}, {dates[0]} to {dates[-1]}" if dates else "Runs: none")
+    return "  \n".join(lines)
+
+
+def markdown_table(results, paper=None):
+    """One row per (backbone, framework): mean +- std over the seeds that ran, change of R@20 / N@20 against
+    the same backbone's Base, best epochs, median s/epoch, median s to the best epoch, peak RSS."""
+    groups = {}
+    for key, entry in results.items():
+        groups.setdefault(key.rpartition("@")[0], []).append(entry)
+    header = ("| backbone | framework | R@10 | R@20 | N@10 | N@20 | vs Base R@20 / N@20 | "
+              + ("paper vs Base R@20 / N@20 | " if paper else "")
+              + "seeds | best epoch / epochs | s/epoch | s to best | peak RSS MB |")
+    lines = [header, "|" + " --- |" * (header.count("|") - 1)]
+    for backbone in BACKBONES:
+        base_runs = [e for e in groups.get(backbone, []) if "error" not in e]
+        for framework in FRAMEWORKS:
+            runs = groups.get(model_name(framework, backbone))
+            if not runs:
+                continue
+            failed = [e for e in runs if "error" in e]
+            ok = [e for e in runs if "error" not in e]
+            if not ok:
+                lines.append(f"| {backbone} | {framework} | " + "error: " + failed[0]["error"][:120].replace("|", "/")
+                             + " |" * (header.count("|") - 3))
+                continue
+            cells = ["{:.4f} ± {:.4f}".format(*mean_std([e["test"][m] for e in ok])) for m in METRICS]
+            change = "-"
+            if base_runs and framework != "Base":
+                r = statistics.mean(e["test"]["recall@20"] for e in ok) / statistics.mean(e["test"]["recall@20"] for e in base_runs)
+                n = statistics.mean(e["test"]["ndcg@20"] for e in ok) / statistics.mean(e["test"]["ndcg@20"] for e in base_runs)
+                change = f"{100 * (r - 1):+.1f}% / {100 * (n - 1):+.1f}%"
+            row = [backbone, framework, *cells, change]
+            if paper:
+                ref, ref_base = paper.get(backbone, {}).get(framework), paper.get(backbone, {}).get("Base")
+                row.append("-" if framework == "Base" or not ref else
+                           f"{100 * (ref[0] / ref_base[0] - 1):+.1f}% / {100 * (ref[1] / ref_base[1] - 1):+.1f}%")
+            row.append(f"{len(ok)}" + (f" ({len(failed)} failed)" if failed else ""))
+            row.append(", ".join(f"{e['best_epoch']} / {e['epochs']}" for e in ok))
+            row.append(f"{statistics.median(e['sec_per_epoch'] for e in ok):.2f}")
+            to_best = [e["sec_to_best"] for e in ok if e.get("sec_to_best") is not None]
+            row.append(f"{statistics.median(to_best):.0f}" if to_best else "-")
+            row.append(f"{max(e['peak_rss_mb'] for e in ok):.0f}")
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def write_markdown(out, results):
+    """``<out>.md``: provenance and the table (with the paper's Table 4 changes for Beauty runs)."""
+    beauty = any(e.get("dataset") == DATASET for e in results.values())
+    text = provenance(results) + "\n\n" + markdown_table(results, PAPER_BEAUTY if beauty else None) + "\n"
+    Path(f"{out}.md").write_text(text)
+    return text
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    args_line = " ".join(sys.argv[1:] if argv is None else argv)
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    if args.markdown:
+        print(write_markdown(out, results))
+        return 0
+    if args.dataset == "beauty" and not (Path(args.data) / "beauty" / "train_matrix.npz").is_file():
+        print(f"skipped: the authors' release is not at {args.data}")
+        return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the running child is stopped too
+    for key, model, dataset_name, files, config in plan(args):
+        if key in results and "error" not in results[key] and not args.rerun:
+            print(f"== {key}: kept from {out}", flush=True)
+            continue
+        print(f"== {key}", flush=True)
+        results[key] = summarise(key, model, config, run_in_subprocess(model, config, files, dataset=dataset_name))
+        results[key].update(dataset=dataset_name, run=run_stamp(args_line))
+        partial = f"{out}.partial"
+        Path(partial).write_text(json.dumps(results, indent=2))
+        os.replace(partial, out)
+        entry = results[key]
+        print(entry.get("error") or {m: entry["test"][m] for m in METRICS}, flush=True)
+        write_markdown(out, results)
+    print(write_markdown(out, results))
+    return 1 if any("error" in v for v in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

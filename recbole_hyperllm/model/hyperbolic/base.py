@@ -11,7 +11,7 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 
 from recbole_hyperllm.errors import DivergenceError
-from recbole_hyperllm.graph import bipartite_adjacency, row_normalise_with_self_loops, to_torch_sparse
+from recbole_hyperllm.graph import SparseGraph, bipartite_adjacency, row_normalise_with_self_loops
 from recbole_hyperllm.manifold import LorentzBall, minkowski_gram, sqdist_pairs
 from recbole_hyperllm.model.abstract import PluginModel
 
@@ -108,7 +108,7 @@ class HyperbolicBackbone(PluginModel, PropagatedScoring, GeneralRecommender):
         """Row-normalised user-item graph with self loops over n_users + n_items nodes."""
         inter = dataset.inter_matrix(form="coo")
         adj = bipartite_adjacency(inter.row, inter.col, self.n_users, self.n_items)
-        return to_torch_sparse(row_normalise_with_self_loops(adj), self.device)
+        return SparseGraph.from_scipy(row_normalise_with_self_loops(adj), self.device)
 
     def id_tangent(self):
         """User and item ID embeddings as tangent vectors at the origin."""

@@ -8,8 +8,7 @@ the row-normalised graph and sums layers 1..L (skip connections), then maps
 back with exp at the origin; the loss is the hyperbolic margin ranking loss
 (Eq. 6 of HyperLLM) on squared distances and the score is -d^2.
 """
-import torch
-
+from recbole_hyperllm.graph import spmm
 from recbole_hyperllm.losses import margin_ranking_loss
 from recbole_hyperllm.model.hyperbolic.base import HyperbolicBackbone
 
@@ -20,7 +19,7 @@ class HGCF(HyperbolicBackbone):
         layer = tangent
         total = None
         for _ in range(self.n_layers):
-            layer = torch.sparse.mm(graph, layer)
+            layer = spmm(graph, layer)
             total = layer if total is None else total + layer
         return total
 

@@ -39,6 +39,7 @@ import geoopt
 import numpy as np
 import torch
 
+from recbole_hyperllm.graph import spmm
 from recbole_hyperllm.manifold import LorentzBall, acosh_clamped
 from recbole_hyperllm.model.hyperbolic.base import HyperbolicBackbone
 
@@ -86,8 +87,8 @@ def gyromidpoint_spmm(points, weights):
     (Ungar 2008; HGCH reference ``gyrovector_utils._weighted_midpoint_spmm``).
     """
     lam = 2.0 / (1.0 - points.pow(2).sum(dim=-1, keepdim=True)).clamp_min(1e-15)
-    numerator = torch.sparse.mm(weights, lam * points)
-    denominator = torch.sparse.mm(weights, lam - 1.0).clamp_min(MIDPOINT_EPS)
+    numerator = spmm(weights, lam * points)
+    denominator = spmm(weights, lam - 1.0).clamp_min(MIDPOINT_EPS)
     two_mid = numerator / denominator
     half = two_mid / (1.0 + torch.sqrt((1.0 - two_mid.pow(2).sum(dim=-1, keepdim=True)).clamp_min(0.0)))
     return half

@@ -37,6 +37,7 @@ phase 1, where only the MoE trains). HyperCL adds no trainable weights.
 """
 import torch
 
+from recbole_hyperllm.graph import SparseGraph, spmm
 from recbole_hyperllm.losses import hyperbolic_infonce
 from recbole_hyperllm.manifold import minkowski_inner
 from recbole_hyperllm.model.hyperbolic.hgcf import HGCF
@@ -65,7 +66,8 @@ def hypercl_ssl_loss(h_users, f_users, h_items, f_items, temperature):
 
 
 def symmetric_normalised(rows, cols, n_nodes):
-    """D^-1/2 A D^-1/2 of the 0/1 matrix with entries (rows, cols) (HyperCL ``create_adj_mat``), sparse CSR."""
+    """D^-1/2 A D^-1/2 of the 0/1 matrix with entries (rows, cols) (HyperCL ``create_adj_mat``), sparse CSR;
+    (rows, cols) must hold both directions of every edge, so the matrix is its own transpose."""
     values = torch.ones(rows.numel(), device=rows.device)
     degree = torch.zeros(n_nodes, device=rows.device).index_add_(0, rows, values)
     inv_sqrt = torch.where(degree > 0, degree.clamp_min(1.0).rsqrt(), torch.zeros_like(degree))
@@ -103,7 +105,8 @@ class HyperCL(HGCF):
         keep = torch.randperm(n_edges, generator=generator).to(self.edge_users.device)
         keep = keep[: int(n_edges * (1.0 - self.ssl_ratio))]
         users, items = self.edge_users[keep], self.edge_items[keep] + self.n_users
-        return symmetric_normalised(torch.cat([users, items]), torch.cat([items, users]), self.n_users + self.n_items)
+        graph = symmetric_normalised(torch.cat([users, items]), torch.cat([items, users]), self.n_users + self.n_items)
+        return SparseGraph(graph, graph)  # symmetric
 
     def begin_epoch(self, epoch):
         self.epoch = epoch
@@ -119,7 +122,7 @@ class HyperCL(HGCF):
         """HyperCL's FHGCN (resSumGCN): y_{l+1} = N(A y_l), output N(sum_{l=1..L} y_l)."""
         layer, total = points, None
         for _ in range(self.n_layers):
-            layer = lorentz_centroid_normalise(torch.sparse.mm(graph, layer))
+            layer = lorentz_centroid_normalise(spmm(graph, layer))
             total = layer if total is None else total + layer
         return lorentz_centroid_normalise(total)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from recbole_hyperllm.errors import choice
-from recbole_hyperllm.graph import row_normalise_with_self_loops, tag_graph_adjacency, to_torch_sparse
+from recbole_hyperllm.graph import SparseGraph, row_normalise_with_self_loops, tag_graph_adjacency
 from recbole_hyperllm.losses import hyperbolic_infonce, hyperbolic_infonce_in_batch
 from recbole_hyperllm.model.framework.base import Framework
 from recbole_hyperllm.model.framework.semantic import semantic_vectors
@@ -136,7 +136,7 @@ class HyperLLM(Framework):
         self.cl_scope = choice(config, "cl_scope", ("all", "batch"), "all")
         self.cl_chunk_size = config["cl_chunk_size"] or 128
         adj = tag_graph_adjacency(parent, child, link_tags, link_items, n_tags, self.n_items)
-        self.tag_graph = to_torch_sparse(row_normalise_with_self_loops(adj), self.device)
+        self.tag_graph = SparseGraph.from_scipy(row_normalise_with_self_loops(adj), self.device)
         self.tag_embedding = self.backbone.new_node_embeddings(n_tags)
         batches = max(1, -(-dataset.inter_num // config["train_batch_size"]))
         self.tag_sampler = TagTripleSampler(

@@ -33,8 +33,9 @@ def create_config(model, dataset, config_file_list=None, config_dict=None):
 
 
 def check_side_files(config):
-    """Check the atomic files the configured model declares it reads (``side_files``), before any data is
-    loaded; returns them ({suffix: columns})."""
+    """Before any data is loaded: the interactions exist (else name the folder and how to make it), and the
+    atomic files the configured model declares it reads (``side_files``) exist with their columns; returns
+    those side files ({suffix: columns})."""
     data_path = config["data_path"]
     inter_files = atomic.interaction_files(data_path, config["dataset"], config["benchmark_filename"])
     if not any(os.path.isfile(path) for path in inter_files):

@@ -1,21 +1,34 @@
 """Model and trainer look-up: plugin models first, then RecBole's own (as RecBole-GNN does).
 
 Everything here goes by what a model declares (``model/abstract.py``), never by its type."""
+import difflib
 from pathlib import Path
 
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
+from recbole_hyperllm.errors import ConfigError
 from recbole_hyperllm.model import MODELS
 
 PROPERTIES = Path(__file__).resolve().parent.parent / "properties"
 
 
 def get_model(model_name):
-    """Model class by name: this plugin's models, else RecBole's."""
+    """Model class by name: this plugin's models, else RecBole's; an unknown name is a ConfigError that
+    suggests the nearest plugin model names."""
     if model_name in MODELS:
         return MODELS[model_name]
-    return recbole_get_model(model_name)
+    try:
+        return recbole_get_model(model_name)
+    except (ValueError, ImportError, AttributeError) as error:  # RecBole's import of its optional libraries
+        by_case = {name.lower(): name for name in MODELS}
+        near = ([by_case[model_name.lower()]] if model_name.lower() in by_case else
+                difflib.get_close_matches(model_name, list(MODELS), n=3, cutoff=0.6))
+        hint = f"did you mean {' or '.join(near)}? " if near else ""
+        raise ConfigError(f"unknown model {model_name!r}: {hint}This plugin's models are the backbones "
+                          f"{', '.join(sorted(n for n in MODELS if '_' not in n))} and <Framework>_<Backbone> with "
+                          f"Framework in HyperLLM, KAR, RLMRecCon, RLMRecGen; RecBole's own models go by their class "
+                          f"name, e.g. BPR (RecBole said: {error})") from None
 
 
 def get_trainer(model_type, model_name):

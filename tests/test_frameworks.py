@@ -230,3 +230,11 @@ def test_the_training_core_does_not_import_the_llm_pipeline():
             "'sentence_transformers')))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name,suggestion", [("hgcf", "HGCF"), ("HyperLLM_HGFC", "HyperLLM_HGCF"), ("NoSuchModel", None)])
+def test_unknown_model_name_is_one_config_error_with_suggestions(name, suggestion):
+    with pytest.raises(ConfigError, match=f"unknown model '{name}'") as caught:
+        get_model(name)
+    message = str(caught.value)
+    assert (suggestion in message.split("?")[0]) if suggestion else "did you mean" not in message

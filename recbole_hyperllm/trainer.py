@@ -44,7 +44,32 @@ def load_trusted_checkpoint(path, device):
     return torch.load(path, map_location=device, weights_only=False)
 
 
-class HyperbolicTrainer(Trainer):
+class TrustedCheckpoints:
+    """Loads the best checkpoint this trainer wrote with ``weights_only=False`` (RecBole pickles its Config
+    into it, which torch >= 2.6 refuses by default). A mixin in front of any RecBole trainer."""
+
+    def _restore(self, checkpoint, with_optimizer=False):
+        self.model.load_state_dict(checkpoint["state_dict"])
+        self.model.load_other_parameter(checkpoint.get("other_parameter"))
+        if with_optimizer:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+
+    def load_best(self, model_file=None):
+        self._restore(load_trusted_checkpoint(model_file or self.saved_model_file, self.device))
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if load_best_model and eval_data:
+            self.load_best(model_file)
+            self.logger.info(f"Loading model structure and parameters from {model_file or self.saved_model_file}")
+        return super().evaluate(eval_data, load_best_model=False, model_file=model_file, show_progress=show_progress)
+
+
+def with_trusted_checkpoints(trainer_class):
+    """``trainer_class`` (a RecBole trainer) loading its own checkpoints on torch >= 2.6."""
+    return type(trainer_class.__name__, (TrustedCheckpoints, trainer_class), {"__module__": __name__})
+
+
+class HyperbolicTrainer(TrustedCheckpoints, Trainer):
     writes_progress = True  # a progress checkpoint after every epoch, for resume_from
 
     def __init__(self, config, model):
@@ -103,21 +128,6 @@ class HyperbolicTrainer(Trainer):
         history = np.asarray(self.valid_history)
         best = history.max() if self.valid_metric_bigger else history.min()
         return int(np.flatnonzero(history == best)[-1]) * self.eval_step + self.eval_step - 1
-
-    def _restore(self, checkpoint, with_optimizer=False):
-        self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
-        if with_optimizer:
-            self.optimizer.load_state_dict(checkpoint["optimizer"])
-
-    def load_best(self, model_file=None):
-        self._restore(load_trusted_checkpoint(model_file or self.saved_model_file, self.device))
-
-    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        if load_best_model and eval_data:
-            self.load_best(model_file)
-            self.logger.info(f"Loading model structure and parameters from {model_file or self.saved_model_file}")
-        return super().evaluate(eval_data, load_best_model=False, model_file=model_file, show_progress=show_progress)
 
     def save_progress(self, next_epoch):
         """Everything needed to continue at ``next_epoch`` (atomic write: a crash keeps the previous file)."""

@@ -9,6 +9,7 @@ from recbole.utils import get_trainer as recbole_get_trainer
 
 from recbole_hyperllm.errors import ConfigError
 from recbole_hyperllm.model import MODELS
+from recbole_hyperllm.trainer import with_trusted_checkpoints
 
 PROPERTIES = Path(__file__).resolve().parent.parent / "properties"
 
@@ -32,9 +33,10 @@ def get_model(model_name):
 
 
 def get_trainer(model_type, model_name):
-    """The trainer the model declares (``trainer_class``), RecBole's otherwise."""
+    """The trainer the model declares (``trainer_class``); RecBole's otherwise, loading its own best
+    checkpoint on torch >= 2.6 (``trainer.with_trusted_checkpoints``)."""
     declared = getattr(MODELS.get(model_name), "trainer_class", None)
-    return declared() if declared else recbole_get_trainer(model_type, model_name)
+    return declared() if declared else with_trusted_checkpoints(recbole_get_trainer(model_type, model_name))
 
 
 def model_property_files(model_name):

@@ -93,7 +93,7 @@ def test_lookup_trainer_and_yaml_go_by_declarations():
     assert [Path(f).name for f in model_property_files("HyperCL")] == ["overall.yaml", "HyperCL.yaml"]
     assert model_property_files("BPR") == []  # RecBole's own models keep RecBole's defaults
     assert get_trainer("GENERAL", "RLMRecGen_HRCF") is HyperbolicTrainer
-    assert get_trainer(None, "BPR") is Trainer
+    assert issubclass(get_trainer(None, "BPR"), Trainer) and not issubclass(get_trainer(None, "BPR"), HyperbolicTrainer)
 
 
 @pytest.mark.parametrize("model", ["KAR_HGCF", "RLMRecCon_HGCF", "RLMRecGen_HGCF"])
@@ -238,3 +238,12 @@ def test_unknown_model_name_is_one_config_error_with_suggestions(name, suggestio
         get_model(name)
     message = str(caught.value)
     assert (suggestion in message.split("?")[0]) if suggestion else "did you mean" not in message
+
+
+def test_recbole_own_model_runs_through_the_plugin_with_recbole_defaults(toy):
+    """RecBole's BPR: RecBole's trainer and metrics (none of the plugin's YAML), its best checkpoint loaded."""
+    tmp_path, _ = toy
+    result = run_recbole_hyperllm("BPR", "toy", config_dict={
+        "data_path": str(tmp_path), "checkpoint_dir": str(tmp_path / "saved"), "epochs": 1, "show_progress": False,
+        "state": "ERROR"})
+    assert "mrr@10" in result["test_result"] and "recall@20" not in result["test_result"]

@@ -20,9 +20,9 @@ Every framework reads the same semantic inputs (``NAME.useremb`` / ``NAME.itemem
 
 Each run is its own process (its own peak memory). ``--out`` (JSON, one entry per ``<model>@<seed>``: test
 R@10/R@20/N@10/N@20, best epoch, epochs, seconds per epoch, seconds of training + validation up to the end
-of the best epoch (Table 4's "Time"), phase-1 record, peak RSS) is rewritten after every run, so a
-stopped benchmark resumes where it stopped; ``<out>.md`` is the table, written with the command, commit,
-date and machine.
+of the best epoch (Table 4's "Time"), phase-1 record, peak RSS, and the command, commit, date and machine
+of the run) is rewritten after every run, so a stopped benchmark resumes where it stopped; the same name
+with ``.md`` holds the table and that provenance.
 """
 import argparse
 import datetime
@@ -191,10 +191,10 @@ def markdown_table(results, paper=None):
 
 
 def write_markdown(out, results):
-    """``<out>.md``: provenance and the table (with the paper's Table 4 changes for Beauty runs)."""
+    """The table beside ``out`` (``.md``): provenance, then the table (with Table 4's changes for Beauty runs)."""
     beauty = any(e.get("dataset") == DATASET for e in results.values())
     text = provenance(results) + "\n\n" + markdown_table(results, PAPER_BEAUTY if beauty else None) + "\n"
-    Path(f"{out}.md").write_text(text)
+    Path(out).with_suffix(".md").write_text(text)
     return text
 
 

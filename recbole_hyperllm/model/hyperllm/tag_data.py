@@ -31,7 +31,8 @@ SEMANTIC_FILES = {"useremb": ["user_id", "user_emb"], "itememb": ["item_id", "it
 GIVEN_PHASE1_FILES = {"userinit": ["user_id", "user_init"], "iteminit": ["item_id", "item_init"]}
 HOW_TO_MAKE = (
     "Make it with `python -m dataset_tools.from_official SRC OUT --dataset NAME` (authors' release) "
-    "or the dataset_tools pipeline, or switch the variant off (e.g. --variant=Base)."
+    "or the dataset_tools pipeline (`python -m dataset_tools prepare NAME`), or run without that part "
+    "(the backbone alone, e.g. --model=HGCF, or HyperLLM's --variant=Base/Structural/Semantic)."
 )
 
 

@@ -247,3 +247,22 @@ def test_recbole_own_model_runs_through_the_plugin_with_recbole_defaults(toy):
         "data_path": str(tmp_path), "checkpoint_dir": str(tmp_path / "saved"), "epochs": 1, "show_progress": False,
         "state": "ERROR"})
     assert "mrr@10" in result["test_result"] and "recall@20" not in result["test_result"]
+
+
+@pytest.mark.parametrize("model,term", [("RLMRecCon_HGCH", "con"), ("RLMRecGen_HGCH", "gen")])
+def test_rlmrec_terms_follow_the_backbone_loss_reduction(toy, model, term):
+    """HGCH averages its ranking loss (hgch_loss_mean): RLMRec's terms are then batch means too, a 1/B of the
+    summed form, so neither term outweighs the ranking loss by the batch size."""
+    torch.manual_seed(0)
+    _, mean_net, train, _ = build(toy, model, hgch_loss_mean=True)
+    torch.manual_seed(0)
+    _, sum_net, _, _ = build(toy, model, hgch_loss_mean=False)
+    assert (mean_net.backbone.loss_reduction, sum_net.backbone.loss_reduction) == ("mean", "sum")
+    batch = next(iter(train))
+    values = []
+    for net in (mean_net, sum_net):
+        torch.manual_seed(1)
+        inputs, context = net.training_inputs()
+        out = net.backbone.propagate(inputs, net.backbone.ui_graph)
+        values.append(net.framework_losses(inputs, out, batch, context)[term].item())
+    assert values[0] == pytest.approx(values[1] / len(batch), rel=1e-5)

@@ -57,6 +57,7 @@ class HyperbolicBackbone(PluginModel, PropagatedScoring, GeneralRecommender):
     input_type = InputType.PAIRWISE
     # Config keys of the backbone's own loss beyond the shared ones (part of phase-1 cache keys).
     loss_config_keys = ()
+    loss_reduction = "sum"  # pair_loss sums over triples (Eq. 6, the authors' code)
     manifold_class = LorentzBall
 
     def __init__(self, config, dataset):

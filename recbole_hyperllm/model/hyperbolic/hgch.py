@@ -122,6 +122,7 @@ class HGCH(HyperbolicBackbone):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.loss_mean = bool(config["hgch_loss_mean"])
+        self.loss_reduction = "mean" if self.loss_mean else "sum"
         init = config["hgch_init"] or "uniform"
         if init not in ("uniform", "pop"):
             raise ValueError(f"config key 'hgch_init' is {init!r}; use 'uniform' or 'pop'")

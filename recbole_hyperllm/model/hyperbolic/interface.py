@@ -19,6 +19,7 @@ class Backbone(Protocol):
     user_embedding: object    # node-embedding parameters (see ``embedding_space``)
     item_embedding: object
     loss_config_keys: tuple   # config keys of the backbone's own loss (part of cache keys)
+    loss_reduction: str       # "sum" or "mean": how pair_loss reduces over the triples of a batch
 
     # ----- node embeddings ------------------------------------------------------------------------
     def new_node_embeddings(self, n_nodes, tangent=None):

@@ -13,13 +13,14 @@ Written from the paper and a reading of its public code (github HKUDS/RLMRec,
       L_con = sum_{x in batch} -log( exp(cos(e_x, f(s_x)) / t) / sum_{y in Y_x} exp(cos(e_x, f(s_y)) / t) )
   where Y_x is every (real) user for a user anchor, and the batch's positives (negatives) for a positive
   (negative) anchor, duplicates included, as the reference's ``cal_infonce_loss`` calls. The term is
-  ``kd_weight * L_con``.
+  ``kd_weight * L_con`` (divided by the batch size for a mean ranking loss).
 * **Gen** (generative alignment): ``NodeMask`` replaces max(1, int(N mask_ratio)) random user/item input
   rows by a learnable token (zero-initialised); the masked inputs are propagated (the ranking loss is
   computed on this propagation too, as in the reference); at the masked nodes an MLP g maps the output
   into the semantic space (d -> (D + d) / 2 -> D) and
       L_gen = mean_{m masked} -log( exp(cos(g(e_m), s_m) / t) / sum_{m' masked} exp(cos(g(e_m), s_m') / t) ).
-  The term is ``recon_weight * B * L_gen`` (B: the batch's triples; see the loss scale below).
+  The term is ``recon_weight * B * L_gen`` (B: the batch's triples, 1 for a mean ranking loss; see the
+  loss scale below).
 
 Hyperbolic adaptation: both alignments are computed in the tangent space at the origin, on
 log_0 of the propagated points (which is the HGCF-family encoder's own pre-exp representation). The
@@ -30,8 +31,10 @@ only, keeps RLMRec's loss exactly, and lets its temperatures (tuned for cosine l
 masked tokens and the MLPs are Euclidean parameters; masking replaces tangent inputs, before exp_0.
 
 Loss scale: the reference divides its BPR and Con losses by the batch size and averages Gen over the
-masked nodes; this plugin's ranking losses are sums over the batch. So Con is a sum over the batch (its
-ratio to the ranking loss is then the reference's), and Gen's mean is multiplied by the batch size B.
+masked nodes. The backbones here declare how their ranking loss reduces over a batch
+(``loss_reduction``): a sum (Eq. 6, the default) or a mean (HGCH with ``hgch_loss_mean``). With a sum,
+Con is a sum over the batch and Gen's mean is multiplied by the batch size B, so each term keeps the
+reference's ratio to the ranking loss; with a mean, both are the reference's batch means.
 Padding rows (RecBole's user 0 and item 0) are never masked.
 """
 import torch
@@ -86,6 +89,10 @@ class _Alignment(Framework):
     def side_files(cls, config):
         return dict(SEMANTIC_FILES)
 
+    def batch_scale(self, interaction):
+        """B for a backbone whose ranking loss sums over the batch's B triples, 1 for one that averages."""
+        return len(interaction) if self.backbone.loss_reduction == "sum" else 1
+
     def representation(self, points):
         """log_0 of propagated points: the alignment's view of them."""
         return self.manifold.logmap0(points)
@@ -109,7 +116,7 @@ class RLMRecCon(_Alignment):
         loss = (cosine_infonce(rep[users], profile_users[users], profile_users[1:], self.kd_temperature)
                 + cosine_infonce(rep[self.n_users + pos], profile_pos, profile_pos, self.kd_temperature)
                 + cosine_infonce(rep[self.n_users + neg], profile_neg, profile_neg, self.kd_temperature))
-        return {"con": self.kd_weight * loss}
+        return {"con": self.kd_weight * loss * self.batch_scale(interaction) / len(interaction)}
 
 
 class RLMRecGen(_Alignment):
@@ -146,4 +153,4 @@ class RLMRecGen(_Alignment):
     def framework_losses(self, inputs, out, interaction, masked):
         reconstructed = self.mlp(self.representation(out[masked]))
         loss = masked_cosine_infonce(reconstructed, self.node_semantic[masked], self.re_temperature)
-        return {"gen": self.recon_weight * len(interaction) * loss}
+        return {"gen": self.recon_weight * self.batch_scale(interaction) * loss}

@@ -120,14 +120,17 @@ def plan(args):
 
 
 def mean_std(values):
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+    """'mean ± std' over seeds, or the value of a single seed."""
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def run_stamp(args_line):
     """Command, commit, date and machine of a run (stored with its entry)."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                           text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()  # the results are this run's output
     import torch
     return {"command": f"python benchmarks/compare_frameworks.py {args_line}",
             "commit": commit + (" (uncommitted changes)" if dirty else ""),
@@ -169,7 +172,7 @@ def markdown_table(results, paper=None):
                 lines.append(f"| {backbone} | {framework} | " + "error: " + failed[0]["error"][:120].replace("|", "/")
                              + " |" * (header.count("|") - 3))
                 continue
-            cells = ["{:.4f} ± {:.4f}".format(*mean_std([e["test"][m] for e in ok])) for m in METRICS]
+            cells = [mean_std([e["test"][m] for e in ok]) for m in METRICS]
             change = "-"
             if base_runs and framework != "Base":
                 r = statistics.mean(e["test"]["recall@20"] for e in ok) / statistics.mean(e["test"]["recall@20"] for e in base_runs)

@@ -80,11 +80,11 @@ def prepare_inputs(model, dataset, config_file_list=None, config_dict=None):
     uses. Returns ``config_dict`` with those overrides added (a new dict).
     """
     from recbole_hyperllm.quick_start import create_config
-    from recbole_hyperllm.utils import get_model
+    from recbole_hyperllm.utils import declared_side_files
 
     config = create_config(model, dataset, config_file_list, config_dict)
     overrides = dict(config_dict or {})
-    needs = getattr(get_model(model), "side_files", lambda c: {})(config)
+    needs = declared_side_files(config)
     if dataset == NAME:
         folder = ml100k_folder(config.external_config_dict.get("data_path"))
         try:

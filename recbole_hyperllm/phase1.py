@@ -69,7 +69,6 @@ def run_phase1(config, model, train_data, valid_data, logger, show_progress=Fals
                 "best_valid_score": best_score}, partial)
     os.replace(partial, path)
     logger.info(f"phase 1: best valid score {best_score:.4f} at epoch {trainer.best_epoch}; cached in {path}")
-    seconds = [t + v for t, v in zip(trainer.train_seconds, trainer.valid_seconds)]
     return user_t, item_t, {"cache": path, "reused": False, "best_valid_score": best_score,
                             "best_epoch": trainer.best_epoch, "epochs": len(trainer.valid_history),
-                            "seconds": sum(seconds), "sec_to_best": sum(seconds[: trainer.best_epoch + 1])}
+                            "seconds": sum(trainer.epoch_seconds), "sec_to_best": trainer.seconds_to_best}

@@ -13,7 +13,7 @@ from recbole.utils import get_environment, init_logger, init_seed, set_color
 from recbole_hyperllm import atomic
 from recbole_hyperllm.model.hyperllm.tag_data import HOW_TO_MAKE
 from recbole_hyperllm.trainer import HyperbolicTrainer
-from recbole_hyperllm.utils import get_model, get_trainer, model_property_files
+from recbole_hyperllm.utils import declared_side_files, get_model, get_trainer, model_property_files
 
 
 # The one dataset name RecBole maps to its own bundled files; this plugin splits it and adds side inputs.
@@ -44,7 +44,7 @@ def check_side_files(config):
             "(the HyperLLM authors' release) or put RecBole atomic files there; --data_path sets the parent folder")
         raise atomic.AtomicFileError(f"{inter_files[0]} not found: no interactions for dataset "
                                      f"{config['dataset']!r} in {data_path}; {how}")
-    needed = getattr(get_model(config["model"]), "side_files", lambda c: {})(config)
+    needed = declared_side_files(config)
     if not needed:
         return needed
     for path in inter_files:
@@ -160,16 +160,13 @@ def trainer_statistics(trainer):
     the seconds of training and validation up to the end of the best epoch (Table 4's "Time")."""
     if not isinstance(trainer, HyperbolicTrainer) or not trainer.train_seconds:
         return {"best_epoch": None, "epochs": 0, "sec_per_epoch": None, "sec_to_best": None}
-    epochs = len(trainer.train_seconds)
-    per_epoch = [t + v for t, v in zip(trainer.train_seconds, trainer.valid_seconds + [0.0] * epochs)]
-    best = trainer.best_epoch
     return {
-        "best_epoch": best,
-        "epochs": epochs,
-        "sec_per_epoch": statistics.median_high(per_epoch),
+        "best_epoch": trainer.best_epoch,
+        "epochs": len(trainer.train_seconds),
+        "sec_per_epoch": statistics.median_high(trainer.epoch_seconds),
         "train_sec_per_epoch": statistics.median_high(trainer.train_seconds),
         "valid_sec_per_epoch": statistics.median_high(trainer.valid_seconds) if trainer.valid_seconds else None,
-        "sec_to_best": sum(per_epoch[: best + 1]) if best is not None else None,
+        "sec_to_best": trainer.seconds_to_best,
     }
 
 

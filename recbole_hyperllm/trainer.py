@@ -121,6 +121,18 @@ class HyperbolicTrainer(TrustedCheckpoints, Trainer):
         return score, valid_result
 
     @property
+    def epoch_seconds(self):
+        """Training + validation seconds of every epoch run (validation 0 where it did not run)."""
+        valid = self.valid_seconds + [0.0] * (len(self.train_seconds) - len(self.valid_seconds))
+        return [t + v for t, v in zip(self.train_seconds, valid)]
+
+    @property
+    def seconds_to_best(self):
+        """Training + validation seconds up to the end of the best epoch (None before any validation)."""
+        best = self.best_epoch
+        return None if best is None else sum(self.epoch_seconds[: best + 1])
+
+    @property
     def best_epoch(self):
         """Epoch (0-based) RecBole kept: the last one reaching the best score (its test uses >=)."""
         if not self.valid_history:

@@ -39,6 +39,11 @@ def get_trainer(model_type, model_name):
     return declared() if declared else with_trusted_checkpoints(recbole_get_trainer(model_type, model_name))
 
 
+def declared_side_files(config):
+    """{suffix: columns} of the atomic files the configured model declares it reads (none for RecBole's)."""
+    return getattr(MODELS.get(config["model"]), "side_files", lambda c: {})(config)
+
+
 def model_property_files(model_name):
     """The plugin's YAML defaults for a model: overall, then the files the model declares
     (``property_names``: e.g. backbone, framework, then the model's own). None for RecBole's own models:

@@ -46,7 +46,7 @@ class Backbone(Protocol):
         propagated points ``out`` of the user-item graph and the ``inputs`` they were propagated from."""
 
     def pair_loss(self, out, anchors, positives, negatives, margin):
-        """The backbone's ranking loss on triples of node indices of ``out`` (a sum over triples)."""
+        """The backbone's ranking loss on triples of node indices of ``out``, reduced as ``loss_reduction``."""
 
     def sqdist_pairs(self, x, y):
         """Squared hyperbolic distance of row-aligned points."""
@@ -61,7 +61,4 @@ class Backbone(Protocol):
         """The trainer starts training epoch ``epoch``."""
 
 
-BACKBONE_INTERFACE = frozenset(
-    name for name in list(Backbone.__annotations__) + [n for n in vars(Backbone) if not n.startswith("_")]
-    if name not in ("_is_protocol", "_is_runtime_protocol")
-)
+BACKBONE_INTERFACE = frozenset(list(Backbone.__annotations__) + [n for n in vars(Backbone) if not n.startswith("_")])

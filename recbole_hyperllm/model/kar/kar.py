@@ -31,8 +31,7 @@ import torch
 from torch import nn
 
 from recbole_hyperllm.errors import ConfigError
-from recbole_hyperllm.model.framework.base import Framework
-from recbole_hyperllm.model.framework.semantic import SEMANTIC_FILES, semantic_vectors
+from recbole_hyperllm.model.framework.semantic import SemanticFramework
 
 __all__ = ["KAR", "HybridExpertAdaptor", "expert_mlp"]
 
@@ -65,7 +64,7 @@ class HybridExpertAdaptor(nn.Module):
         return (weights.unsqueeze(-1) * torch.stack(experts, dim=1)).sum(dim=1)           # (n, d)
 
 
-class KAR(Framework):
+class KAR(SemanticFramework):
     framework_name = "KAR"
     USER_TOWER, ITEM_TOWER = 0, 1
 
@@ -75,17 +74,10 @@ class KAR(Framework):
             raise ConfigError(f"config key 'kar_dim' is {self.kar_dim}; it must be between 1 and embedding_size - 2 "
                               f"({int(config['embedding_size']) - 2}): the ID embeddings keep the other columns")
         super().__init__(config, dataset)
-        users, items = semantic_vectors(self, dataset)
-        self.register_buffer("user_semantic", users.to(self.device))
-        self.register_buffer("item_semantic", items.to(self.device))
         hidden = [int(h) for h in (config["kar_expert_layers"] or [])]
-        self.adaptor = HybridExpertAdaptor(users.size(1), self.kar_dim, int(config["kar_shared_experts"]),
+        self.adaptor = HybridExpertAdaptor(self.semantic_dim, self.kar_dim, int(config["kar_shared_experts"]),
                                            int(config["kar_specific_experts"]), hidden,
                                            dropout=float(config["kar_dropout"] or 0.0))
-
-    @classmethod
-    def side_files(cls, config):
-        return dict(SEMANTIC_FILES)
 
     def build_backbone(self, config, dataset):
         """The backbone with ID embeddings of ``embedding_size - kar_dim`` columns (the adaptor fills the rest)."""

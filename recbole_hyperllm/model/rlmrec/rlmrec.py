@@ -42,8 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recbole_hyperllm.errors import ConfigError, positive
-from recbole_hyperllm.model.framework.base import Framework
-from recbole_hyperllm.model.framework.semantic import SEMANTIC_FILES, semantic_vectors
+from recbole_hyperllm.model.framework.semantic import SemanticFramework
 
 __all__ = ["RLMRecCon", "RLMRecGen", "cosine_infonce", "masked_cosine_infonce", "bridge_mlp"]
 
@@ -75,19 +74,8 @@ def masked_cosine_infonce(x, y, temperature):
     return (torch.logsumexp(logits, dim=-1) - logits.diagonal()).mean()
 
 
-class _Alignment(Framework):
-    """Semantic embeddings as buffers and the tangent representation of propagated points."""
-
-    def __init__(self, config, dataset):
-        super().__init__(config, dataset)
-        users, items = semantic_vectors(self, dataset)
-        self.register_buffer("user_semantic", users.to(self.device))
-        self.register_buffer("item_semantic", items.to(self.device))
-        self.semantic_dim = users.size(1)
-
-    @classmethod
-    def side_files(cls, config):
-        return dict(SEMANTIC_FILES)
+class _Alignment(SemanticFramework):
+    """The tangent representation of propagated points and the loss scale of the backbone."""
 
     def batch_scale(self, interaction):
         """B for a backbone whose ranking loss sums over the batch's B triples, 1 for one that averages."""

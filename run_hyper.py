@@ -17,7 +17,11 @@ import yaml
 
 from recbole.trainer import HyperTuning
 
+from dataset_tools.common import PipelineError
 from dataset_tools.default_data import prepare_inputs
+from recbole_hyperllm.atomic import AtomicFileError
+from recbole_hyperllm.config_check import check_search_space
+from recbole_hyperllm.errors import CheckpointError, ConfigError, DivergenceError
 from recbole_hyperllm.quick_start import objective_function
 
 
@@ -45,6 +49,7 @@ def main(argv=None):
     parser.add_argument("--early_stop", type=int, default=10)
     args, unknown = parser.parse_known_args(argv)
     config_files = args.config_files.strip().split(" ") if args.config_files else None
+    check_search_space(args.params_file, args.model, args.dataset)
     fixed = prepare_inputs(args.model, args.dataset, config_files, fixed_overrides(unknown))  # once, before trials
     objective = partial(_objective, fixed=fixed, model=args.model, dataset=args.dataset)
     tuner = HyperTuning(objective, algo=args.algo, max_evals=args.max_evals, early_stop=args.early_stop,
@@ -62,4 +67,8 @@ def _objective(config_dict, config_file_list, fixed, model, dataset):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (AtomicFileError, CheckpointError, ConfigError, DivergenceError, PipelineError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

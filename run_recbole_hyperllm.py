@@ -13,7 +13,7 @@ import sys
 from dataset_tools.common import PipelineError
 from dataset_tools.default_data import prepare_inputs
 from recbole_hyperllm.atomic import AtomicFileError
-from recbole_hyperllm.errors import ConfigError, DivergenceError
+from recbole_hyperllm.errors import CheckpointError, ConfigError, DivergenceError
 from recbole_hyperllm.quick_start import run_recbole_hyperllm
 
 if __name__ == "__main__":
@@ -27,6 +27,6 @@ if __name__ == "__main__":
         overrides = prepare_inputs(args.model, args.dataset, config_files)  # e.g. ml-100k's inputs, on first use
         run_recbole_hyperllm(model=args.model, dataset=args.dataset, config_file_list=config_files,
                              config_dict=overrides)
-    except (AtomicFileError, ConfigError, DivergenceError, PipelineError) as error:
+    except (AtomicFileError, CheckpointError, ConfigError, DivergenceError, PipelineError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -123,9 +123,10 @@ def run_stage(stage, args, folder):
             from dataset_tools.llm import endpoint_from_args
 
             base_url, api_key = endpoint_from_args(args)
-            client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed", max_retries=args.retries,
+            # retried by the encoder, which says so on each retry (the client's own retries are silent)
+            client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed", max_retries=0,
                                    timeout=args.timeout)
-        return pipeline.run_encode(folder, args.dataset, load_encoder(args.encoder, client))
+        return pipeline.run_encode(folder, args.dataset, load_encoder(args.encoder, client, retries=args.retries))
     if stage == "write":
         return pipeline.run_write(folder, args.dataset)
     return pipeline.table2(folder, args.dataset)

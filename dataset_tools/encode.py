@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from dataset_tools.common import PipelineError
+from dataset_tools.llm import RETRYABLE_STATUS, wait_before_retry
 
 BATCH = 64
 
@@ -49,26 +50,48 @@ class SentenceEncoder:
 
 
 class OpenAIEncoder:
-    def __init__(self, model, client):
+    """Embeddings through an ``openai`` client; ``retries`` on refused connections, timeouts, 429 and 5xx, each
+    announced on one line (the client itself should have ``max_retries=0``, or it retries silently first). The
+    waits follow the openai client's own: 0.5 s doubling up to 8 s."""
+
+    def __init__(self, model, client, retries=0, backoff=0.5, max_wait=8.0):
         self.client = client
         self.model = model
+        self.retries = retries
+        self.backoff = backoff
+        self.max_wait = max_wait
         self.name = f"openai:{model}@{client.base_url}"
 
     def __call__(self, texts):
-        try:
-            reply = self.client.embeddings.create(model=self.model, input=list(texts))
-        except Exception as error:
-            raise PipelineError(f"embedding call to model {self.model!r} failed: {type(error).__name__}: "
-                                f"{str(error)[:200]}; finished batches are cached, rerun to go on") from None
-        return np.array([row.embedding for row in reply.data], dtype=np.float32)
+        attempt = 0
+        while True:
+            try:
+                reply = self.client.embeddings.create(model=self.model, input=list(texts))
+                return np.array([row.embedding for row in reply.data], dtype=np.float32)
+            except Exception as error:
+                if attempt >= self.retries or not self._retryable(error):
+                    raise PipelineError(f"embedding call to model {self.model!r} failed: {type(error).__name__}: "
+                                        f"{str(error)[:200]}; finished batches are cached, rerun to go on") from None
+                wait_before_retry(f"embedding server {self.client.base_url}", attempt, self.retries + 1, error,
+                                  self.backoff, cap=self.max_wait)
+                attempt += 1
+
+    @staticmethod
+    def _retryable(error):
+        import openai
+
+        if isinstance(error, openai.APIStatusError):
+            return error.status_code in RETRYABLE_STATUS
+        return isinstance(error, (openai.APITimeoutError, openai.APIConnectionError))
 
 
-def load_encoder(spec, openai_client=None):
+def load_encoder(spec, openai_client=None, retries=0):
+    """The encoder named by ``spec``; an ``openai:`` one retries ``retries`` times, saying so each time."""
     if spec.startswith("openai:"):
         if openai_client is None:
             raise PipelineError("an openai: encoder needs an endpoint: pass --base-url/--api-key or set "
                                 "OPENAI_BASE_URL/OPENAI_API_KEY")
-        return OpenAIEncoder(spec.split(":", 1)[1], openai_client)
+        return OpenAIEncoder(spec.split(":", 1)[1], openai_client, retries=retries)
     return SentenceEncoder(spec)
 
 

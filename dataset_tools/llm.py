@@ -6,7 +6,8 @@
   answer arrives, keyed by sha256(model + messages + request options). A killed run
   loses no finished call and repeats none; a line cut short by the kill is ignored.
 * ``ChatClient.complete``: retries 429 / 5xx / timeouts / refused connections with
-  exponential backoff; a wrong key, an unknown model or a server that stays down end
+  exponential backoff, printing one line per retry (endpoint, try k of n, the error, the wait);
+  a wrong key, an unknown model or a server that stays down end
   the stage with a ``PipelineError`` naming the endpoint and the fix. Structured output:
   ``json_mode`` ``schema`` (JSON schema), ``object`` (JSON mode), ``none``, or ``auto``
   (schema, falling back once to object, then none, when the server rejects it).
@@ -14,15 +15,39 @@
 import json
 import os
 import random
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+
+from tqdm import tqdm
 
 from dataset_tools.common import PipelineError, fingerprint
 from dataset_tools.prompts import response_format
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the openai client's own default
 RETRYABLE_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+def describe_error(error):
+    """One line naming what went wrong: status and server message, or the error type and its cause."""
+    status = getattr(error, "status_code", None)
+    text = f"{status} {ChatClient._reason(error)}" if status is not None else f"{type(error).__name__}: {error}"
+    cause = error.__cause__ or error.__context__
+    if status is None and cause is not None and str(cause) and str(cause) not in text:
+        text += f" ({cause})"
+    return " ".join(text.split())[:200]
+
+
+def wait_before_retry(where, attempt, tries, error, backoff, cap=None):
+    """Sleep before try ``attempt + 2`` of ``tries`` (exponential backoff from ``backoff`` seconds, at most ``cap``,
+    with jitter) and say so on one line of stderr, above any progress bar: a server that is down is visible at
+    once, not after minutes of silence."""
+    base = backoff * (2 ** attempt)
+    delay = (base if cap is None else min(base, cap)) * (0.5 + random.random())
+    tqdm.write(f"{where}: try {attempt + 1} of {tries} failed ({describe_error(error)}); waiting {delay:.1f} s "
+               f"before try {attempt + 2}", file=sys.stderr)
+    time.sleep(delay)
 
 
 def endpoint_from_args(args):
@@ -171,7 +196,7 @@ class ChatClient:
                                         "same command to go on") from None
                 with self.lock:
                     self.retried += 1
-                time.sleep(self.settings.backoff * (2 ** attempt) * (0.5 + random.random()))
+                wait_before_retry(self._where(), attempt, self.settings.retries + 1, error, self.settings.backoff)
                 attempt += 1
 
     def _call(self, messages, schema, schema_name, mode):

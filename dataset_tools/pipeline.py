@@ -14,6 +14,8 @@ Folder ``OUT/NAME/`` (RecBole's layout) holds, stage by stage:
 User summaries read only ``NAME.train.inter``: no validation or test item can reach
 them. Every stage can run alone and rerun: LLM answers and vectors are cached as
 they arrive, the other outputs are written under a temporary name and renamed.
+items.json and users.json record, per record and in total, how many asks were made and
+how many of those were requests sent to the server in that run or answers from the cache.
 """
 import json
 import os
@@ -194,15 +196,28 @@ def run_jobs(jobs, work, concurrency, desc):
     return results, dict(counts), dict(tokens)
 
 
+def ask_totals(results):
+    """{total, requests_sent, from_cache} over the records' asks in this run: how many asks were new requests to
+    the LLM server and how many answers were served from the answer cache."""
+    totals = Counter()
+    for _, info in results.values():
+        totals.update({"total": info.get("asks", 0), "requests_sent": info.get("requests_sent", 0),
+                       "from_cache": info.get("from_cache", 0)})
+    return {key: totals[key] for key in ("total", "requests_sent", "from_cache")}
+
+
 def fill_failures(results, fallback, kind, path, on_failure):
     """Items/users without a valid answer: stop (default) or take the metadata provider's record."""
     failed = sorted(k for k, (record, _) in results.items() if record is None)
     if not failed:
         return results
     if on_failure != "metadata" or fallback is None:
+        asks = max(results[k][1].get("asks", 0) for k in failed)
+        more = (f"Rerun with --max-asks above {asks} to send new asks (the first {asks} come from the cache)"
+                if asks else "Fix their text")
         raise PipelineError(f"{len(failed)} {kind}s got no valid answer (e.g. {failed[:5]}; problems are listed in "
-                            f"{path}); every finished answer is cached. Rerun with --max-asks N to ask more, or "
-                            "--on-failure metadata to fill them from the items' own fields")
+                            f"{path}); every finished answer is cached. {more}, or --on-failure metadata to fill "
+                            "them from the items' own fields")
     for key in failed:
         record, info = fallback(key)
         if record is None:
@@ -228,7 +243,8 @@ def run_items(folder, name, provider, concurrency=1, on_failure="fail", fallback
     jobs = {item: (item, f) for item, f in fields.items()}
     results, counts, tokens = run_jobs(jobs, provider.item_record, concurrency, "items")
     out_path = work_file(folder, "items.json")
-    summary = {"provider": provider.describe(), "items": len(jobs), "status": counts, "tokens": tokens}
+    summary = {"provider": provider.describe(), "items": len(jobs), "status": counts, "asks": ask_totals(results),
+               "tokens": tokens}
     fallback = (lambda item: fallback_provider.item_record(item, fields[item])) if fallback_provider else None
     save_records(out_path, summary, results, "item", fallback, on_failure)
     return summary
@@ -293,7 +309,8 @@ def run_users(folder, name, provider, concurrency=1, max_items=DEFAULT_MAX_USER_
         jobs[user] = (user, fit_history(records, max_items, max_chars))
     results, counts, tokens = run_jobs(jobs, provider.user_record, concurrency, "users")
     out_path = work_file(folder, "users.json")
-    summary = {"provider": provider.describe(), "users": len(jobs), "status": counts, "tokens": tokens,
+    summary = {"provider": provider.describe(), "users": len(jobs), "status": counts, "asks": ask_totals(results),
+               "tokens": tokens,
                "history": {"source": f"{name}.train.inter", "max_items": max_items, "max_chars": max_chars,
                            "train_sha256": file_fingerprint(dataset_file(folder, name, "train.inter"))}}
     fallback = (lambda user: fallback_provider.user_record(user, jobs[user][1])) if fallback_provider else None

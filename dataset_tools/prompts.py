@@ -52,12 +52,22 @@ def item_information(fields):
     return "Item Information: " + " | ".join(parts) + "."
 
 
-def item_messages(fields, problems=None):
-    """Chat messages for one item; ``problems`` (from a rejected answer) turns it into a re-ask."""
+def reask_note(problems, ask):
+    """The paragraph that turns a prompt into re-ask number ``ask`` (2, 3, ...): the problems of the previous
+    answer and, from the third ask on, how many answers were rejected, so that every ask is a distinct request
+    (and answer-cache key) instead of a repeat served from the cache."""
+    if not problems:
+        return ""
+    reasons = "; ".join(problems)
+    if ask <= 2:
+        return f"\n\nYour previous answer was rejected: {reasons}. Answer again."
+    return f"\n\nYour previous {ask - 1} answers were rejected, the last one because: {reasons}. Answer again."
+
+
+def item_messages(fields, problems=None, ask=2):
+    """Chat messages for one item; ``problems`` (from a rejected answer) turns it into re-ask number ``ask``."""
     content = f"{ITEM_INSTRUCTIONS}\n\nInput:\n{item_information(fields)}\n\nOutput:\n{ITEM_OUTPUT}"
-    if problems:
-        content += "\n\nYour previous answer was rejected: " + "; ".join(problems) + ". Answer again."
-    return [{"role": "user", "content": content}]
+    return [{"role": "user", "content": content + reask_note(problems, ask)}]
 
 
 def format_item_record(record):
@@ -66,13 +76,12 @@ def format_item_record(record):
     return f"Summary: {record['summary']}, Tags: {', '.join(tags)}"
 
 
-def user_messages(item_records, problems=None):
-    """Chat messages for one user from the records of the user's (training) items."""
+def user_messages(item_records, problems=None, ask=2):
+    """Chat messages for one user from the records of the user's (training) items; ``problems`` as in
+    ``item_messages``."""
     history = " | ".join(format_item_record(r) for r in item_records)
     content = f"{USER_INSTRUCTIONS}\n\nInput:\n{history}.\n\nOutput:\n{USER_OUTPUT}"
-    if problems:
-        content += "\n\nYour previous answer was rejected: " + "; ".join(problems) + ". Answer again."
-    return [{"role": "user", "content": content}]
+    return [{"role": "user", "content": content + reask_note(problems, ask)}]
 
 
 def response_format(schema, name, mode):

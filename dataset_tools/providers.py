@@ -128,24 +128,29 @@ class LLMProvider:
         return {"provider": "llm", **self.client.settings.describe()}
 
     def _ask(self, build, validate, schema, schema_name):
-        problems, usage_total, info = None, Counter(), {"asks": 0}
-        for ask in range(self.client.settings.max_asks):
-            text, usage, cached = self.client.complete(build(problems), schema, schema_name)
+        """Up to ``max_asks`` asks, each a distinct request: ask k carries the problems of answer k - 1 and k
+        itself (``build(problems, k)``). ``info`` says how many asks there were and, of those, how many were
+        requests sent to the server in this run and how many answers came from the cache."""
+        problems, usage_total = None, Counter()
+        info = {"asks": 0, "requests_sent": 0, "from_cache": 0}
+        for ask in range(1, self.client.settings.max_asks + 1):
+            text, usage, cached = self.client.complete(build(problems, ask), schema, schema_name)
             usage_total.update(usage)
-            info["asks"] = ask + 1
+            info["asks"] = ask
+            info["from_cache" if cached else "requests_sent"] += 1
             try:
                 record, repairs = validate(text)
             except InvalidAnswer as error:
                 problems = error.problems
                 continue
-            status = "reasked" if ask else ("repaired" if repairs else "ok")
+            status = "reasked" if ask > 1 else ("repaired" if repairs else "ok")
             return record, {**info, "status": status, "repairs": repairs, "usage": dict(usage_total)}
         return None, {**info, "status": "failed", "problems": problems, "usage": dict(usage_total)}
 
     def item_record(self, item_id, fields):
-        return self._ask(lambda p: item_messages(fields, p), validate_item_answer, ITEM_SCHEMA, "item_tags")
+        return self._ask(lambda p, k: item_messages(fields, p, k), validate_item_answer, ITEM_SCHEMA, "item_tags")
 
     def user_record(self, user_id, item_records):
-        return self._ask(lambda p: user_messages(item_records, p), validate_user_answer, USER_SCHEMA,
+        return self._ask(lambda p, k: user_messages(item_records, p, k), validate_user_answer, USER_SCHEMA,
                          "user_summary")
 

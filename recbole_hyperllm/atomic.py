@@ -93,3 +93,48 @@ def _parse_floats(path, column, values):
             except ValueError:
                 raise AtomicFileError(f"{path}, line {i + 2}: {column} is not a number: {str(value)[:60]!r}") from None
         raise AtomicFileError(f"{path}: {column} holds values that are not numbers") from None
+
+
+def check_interactions(path, user_field="user_id", item_field="item_id"):
+    """A ``.inter`` file RecBole can train on, else AtomicFileError naming the line: user and item columns
+    of type token, at least one row, every row with the header's number of tab-separated columns (a line
+    split by spaces would otherwise become one phantom user), no empty user or item, numbers in float
+    columns. Returns the number of rows."""
+    header = read_header(path)
+    names = [name for name, _ in header]
+    for field in (user_field, item_field):
+        if (field, "token") not in header:
+            raise AtomicFileError(f"{path}, line 1: no '{field}:token' column (found {[f'{n}:{k}' for n, k in header]}); "
+                                  "interactions need user_id:token and item_id:token columns (or set "
+                                  "USER_ID_FIELD / ITEM_ID_FIELD to yours)")
+    required = [names.index(user_field), names.index(item_field)]
+    floats = [i for i, (_, kind) in enumerate(header) if kind == "float"]
+    rows = 0
+    with open(path, encoding="utf-8") as handle:
+        next(handle)
+        for line_number, line in enumerate(handle, start=2):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line:
+                continue
+            values = line.split("\t")
+            if len(values) != len(header):
+                raise AtomicFileError(f"{path}, line {line_number}: {len(values)} column(s) where the header has "
+                                      f"{len(header)}; separate the columns with tabs")
+            for i in required:
+                if not values[i].strip():
+                    raise AtomicFileError(f"{path}, line {line_number}: {names[i]} is empty")
+            for i in floats:
+                if values[i] and not _is_number(values[i]):
+                    raise AtomicFileError(f"{path}, line {line_number}: {names[i]} is not a number: {values[i][:60]!r}")
+            rows += 1
+    if not rows:
+        raise AtomicFileError(f"{path}: no interactions after the header; the file is empty")
+    return rows
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False

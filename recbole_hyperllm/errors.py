@@ -28,3 +28,7 @@ def positive(config, key, *, allow_zero=False):
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"config key '{key}' is {value}; it must be {'>= 0' if allow_zero else '> 0'}")
     return value
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or written, or is not the kind expected; the message names the file."""

@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from recbole_hyperllm.trainer import Phase1Trainer
+from recbole_hyperllm.trainer import Phase1Trainer, save_atomically
 
 KEY_CONFIG = (
     "embedding_size", "n_layers", "max_norm", "max_step", "init_scale", "num_experts", "meta_margin", "learner",
@@ -46,6 +46,22 @@ def cache_path(config, model, train_data):
     return os.path.join(directory, name)
 
 
+def read_cache(path, model, logger):
+    """The cached phase-1 output with the MoE loaded into ``model``, or None when there is none; a cache that
+    cannot be read (truncated, another file) is reported and recomputed, never trusted."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        cached = torch.load(path, map_location=model.device, weights_only=True)
+        model.moe.load_state_dict(cached["moe"])
+        return cached
+    except Exception as error:  # torch's error depends on how the file is broken
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        logger.warning(f"phase 1: the cache {path} cannot be read ({reason}); training phase 1 again, "
+                       "the new output replaces it")
+        return None
+
+
 def run_phase1(config, model, train_data, valid_data, logger, show_progress=False):
     """Train (or load) phase 1; returns (user_tangent, item_tangent, info dict).
 
@@ -53,9 +69,8 @@ def run_phase1(config, model, train_data, valid_data, logger, show_progress=Fals
     """
     path = cache_path(config, model, train_data)
     model.enter_meta_phase()
-    if os.path.isfile(path):
-        cached = torch.load(path, map_location=model.device, weights_only=True)
-        model.moe.load_state_dict(cached["moe"])
+    cached = read_cache(path, model, logger)
+    if cached is not None:
         logger.info(f"phase 1: reusing {path}")
         return cached["user"], cached["item"], {"cache": path, "reused": True, "best_valid_score": cached["best_valid_score"]}
     trainer = Phase1Trainer(config, model)
@@ -64,10 +79,8 @@ def run_phase1(config, model, train_data, valid_data, logger, show_progress=Fals
     trainer.load_best()
     user_t, item_t = model.semantic_outputs()
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    partial = path + ".partial"
-    torch.save({"moe": model.moe.state_dict(), "user": user_t.cpu(), "item": item_t.cpu(),
-                "best_valid_score": best_score}, partial)
-    os.replace(partial, path)
+    save_atomically({"moe": model.moe.state_dict(), "user": user_t.cpu(), "item": item_t.cpu(),
+                     "best_valid_score": best_score}, path)
     logger.info(f"phase 1: best valid score {best_score:.4f} at epoch {trainer.best_epoch}; cached in {path}")
     return user_t, item_t, {"cache": path, "reused": False, "best_valid_score": best_score,
                             "best_epoch": trainer.best_epoch, "epochs": len(trainer.valid_history),

@@ -1,6 +1,7 @@
 """One call that trains and evaluates a model of this plugin (or of RecBole), RecBole-style."""
 import logging
 import os
+import re
 import resource
 import statistics
 import time
@@ -11,8 +12,10 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_hyperllm import atomic
+from recbole_hyperllm.config_check import validate_config, yaml_keys
+from recbole_hyperllm.errors import ConfigError
 from recbole_hyperllm.model.hyperllm.tag_data import HOW_TO_MAKE
-from recbole_hyperllm.trainer import HyperbolicTrainer
+from recbole_hyperllm.trainer import HyperbolicTrainer, read_progress_file
 from recbole_hyperllm.utils import declared_side_files, get_model, get_trainer, model_property_files
 
 
@@ -26,10 +29,39 @@ def create_config(model, dataset, config_file_list=None, config_dict=None):
     """RecBole Config with the plugin's YAML defaults first, then the user's files and dict. Builds the
     config only: data is prepared by an explicit step (``dataset_tools.default_data.prepare_inputs``)."""
     files = model_property_files(model) + list(config_file_list or [])
-    config = Config(model=get_model(model), dataset=dataset, config_file_list=files, config_dict=config_dict)
+    for path in files:  # a YAML error names the file and line (RecBole's would not)
+        yaml_keys(path)
+    try:
+        config = Config(model=get_model(model), dataset=dataset, config_file_list=files, config_dict=config_dict)
+    except NotImplementedError as error:  # RecBole's words for a metric it does not know
+        unknown = re.match(r"There is no metric named '(.*)'", str(error))
+        if not unknown:
+            raise
+        from recbole.evaluator.register import metrics_dict
+        raise ConfigError(f"config key 'metrics' names ['{unknown.group(1)}'], which RecBole does not compute; use "
+                          f"some of {sorted(metrics_dict)}") from None
     if dataset == BUNDLED:  # RecBole reads its bundled copy for this name; the plugin reads <data_path>/ml-100k
         config["data_path"] = os.path.join(config.external_config_dict.get("data_path") or "dataset", dataset)
     return config
+
+
+def resume_state(config):
+    """The checked state of ``resume_from`` (None without it), read before any data is loaded."""
+    if not config["resume_from"]:
+        return None
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])
+    if not (isinstance(trainer, type) and issubclass(trainer, HyperbolicTrainer)):
+        raise ConfigError(f"config key 'resume_from': {config['model']} is RecBole's model; resuming works with "
+                          "this plugin's models only")
+    return read_progress_file(config["resume_from"], config["model"], config["dataset"])
+
+
+def check_inputs(config):
+    """The interactions (``atomic.check_interactions``) and the model's side files, before any data is loaded."""
+    check_side_files(config)
+    for path in atomic.interaction_files(config["data_path"], config["dataset"], config["benchmark_filename"]):
+        if os.path.isfile(path):
+            atomic.check_interactions(path, config["USER_ID_FIELD"], config["ITEM_ID_FIELD"])
 
 
 def check_side_files(config):
@@ -100,10 +132,15 @@ def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config
     default) is the caller's step: ``dataset_tools.default_data.prepare_inputs``."""
     started = time.perf_counter()
     config = create_config(model, dataset, config_file_list, config_dict)
-    check_side_files(config)
+    warnings = []
+    validate_config(config, config_file_list, warn=warnings.append)
+    progress = resume_state(config)
+    check_inputs(config)
     init_seed(config["seed"], config["reproducibility"])
     init_logger_safely(config)
     logger = getLogger()
+    for line in warnings:
+        logger.warning(line)
     logger.info(config)
 
     data = create_dataset(config)
@@ -121,10 +158,8 @@ def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config
     result = {"phase1": before(config, train_data, valid_data, logger, show_progress=show) if before else None}
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
-    if config["resume_from"]:
-        if not isinstance(trainer, HyperbolicTrainer):
-            raise ValueError("resume_from works with this plugin's models only")
-        trainer.resume_progress(config["resume_from"])
+    if progress is not None:
+        trainer.resume_progress(progress)
     if getattr(net, "skips_training", lambda: False)():
         best_valid_score, best_valid_result = result["phase1"]["best_valid_score"], trainer.evaluate(
             valid_data, load_best_model=False, show_progress=show)
@@ -147,6 +182,7 @@ def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config
         test_mask=config["test_mask"] or "train_valid",
         test_result_other_mask={"test_mask": other_mask, **other_result},
         **trainer_statistics(trainer),
+        checkpoint=trainer.saved_model_file if saved else None,
         seconds=time.perf_counter() - started,
         peak_rss_mb=peak_rss_mb(),
     )

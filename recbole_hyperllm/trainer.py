@@ -8,12 +8,16 @@
 * checkpoint loading that works on torch >= 2.6 (RecBole pickles its Config into
   the checkpoint, which ``weights_only=True`` refuses; the file is the one this
   trainer wrote in this run);
+* checkpoint names no two runs share (``run_stamp``: RecBole's are to the second, so two runs started
+  together in one folder read each other's models), absolute, written atomically;
 * per-epoch timings and the validation history (``best_epoch``);
 * a progress checkpoint after every epoch (``<best file>-last.pth``, written
   atomically) from which ``resume_from`` continues a crashed run at the next
   epoch with the model, optimiser state, early-stopping state and best file.
 """
+import datetime
 import os
+import secrets
 import time
 
 import numpy as np
@@ -21,7 +25,7 @@ import torch
 from geoopt.optim import RiemannianAdam, RiemannianSGD
 from recbole.trainer import Trainer
 
-from recbole_hyperllm.errors import DivergenceError
+from recbole_hyperllm.errors import CheckpointError, DivergenceError
 
 RIEMANNIAN_LEARNERS = {"rsgd": RiemannianSGD, "radam": RiemannianAdam}
 
@@ -40,13 +44,61 @@ def check_finite_terms(losses, names, epoch_idx, batch_idx):
 
 
 def load_trusted_checkpoint(path, device):
-    """A checkpoint written by RecBole's trainer in this run (contains a pickled Config)."""
-    return torch.load(path, map_location=device, weights_only=False)
+    """A checkpoint written by a RecBole trainer of this plugin (contains a pickled Config); a file that is
+    not one (truncated, garbage, not torch) is a CheckpointError naming it."""
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} not found") from None
+    except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ValueError... by content
+        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({reason}): it is truncated or "
+                              "another kind of file") from None
+
+
+def run_stamp():
+    """``<local time to the microsecond>-<process id>-<4 random hex digits>``: a name part no two runs share
+    (RecBole names checkpoints by the second)."""
+    return f"{datetime.datetime.now():%b-%d-%Y_%H-%M-%S-%f}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def save_atomically(state, path):
+    """``torch.save`` to a name of this process, then rename: a reader sees the old file or the whole new one,
+    and two processes never write the same temporary file."""
+    partial = f"{path}.{os.getpid()}-{secrets.token_hex(3)}.partial"
+    try:
+        torch.save(state, partial)
+        os.replace(partial, path)
+    except OSError as error:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise CheckpointError(f"cannot write {path} ({error.strerror or error}); use --checkpoint_dir=<a writable "
+                              "folder with free space>") from None
 
 
 class TrustedCheckpoints:
     """Loads the best checkpoint this trainer wrote with ``weights_only=False`` (RecBole pickles its Config
-    into it, which torch >= 2.6 refuses by default). A mixin in front of any RecBole trainer."""
+    into it, which torch >= 2.6 refuses by default), under a name no other run shares (absolute, so a
+    resumed run finds it from any folder), written atomically. A mixin in front of any RecBole trainer."""
+
+    def __init__(self, config, model):
+        super().__init__(config, model)
+        self.saved_model_file = os.path.abspath(os.path.join(self.checkpoint_dir, f"{config['model']}-{run_stamp()}.pth"))
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        """RecBole's best-model checkpoint (the same keys as ``Trainer._save_checkpoint``, rank 0 only),
+        written by ``save_atomically``."""
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        target = kwargs.pop("saved_model_file", self.saved_model_file)
+        state = {
+            "config": self.config, "epoch": epoch, "cur_step": self.cur_step,
+            "best_valid_score": self.best_valid_score, "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(), "optimizer": self.optimizer.state_dict(),
+        }
+        save_atomically(state, target)
+        if verbose:
+            self.logger.info(f"Saving current: {target}")
 
     def _restore(self, checkpoint, with_optimizer=False):
         self.model.load_state_dict(checkpoint["state_dict"])
@@ -77,7 +129,7 @@ class HyperbolicTrainer(TrustedCheckpoints, Trainer):
         self.valid_history = []
         self.train_seconds = []
         self.valid_seconds = []
-        self.progress_file = self.saved_model_file.replace(".pth", "-last.pth")
+        self.progress_file = self.saved_model_file[: -len(".pth")] + "-last.pth"
 
     def _build_optimizer(self, **kwargs):
         params = [p for p in kwargs.pop("params", self.model.parameters()) if p.requires_grad]
@@ -151,34 +203,66 @@ class HyperbolicTrainer(TrustedCheckpoints, Trainer):
             "optimizer": self.optimizer.state_dict(), "valid_history": self.valid_history,
             "train_seconds": self.train_seconds, "valid_seconds": self.valid_seconds,
         }
-        partial = self.progress_file + ".partial"
-        torch.save(state, partial)
-        os.replace(partial, self.progress_file)
+        save_atomically(state, self.progress_file)
         if next_epoch == self.start_epoch + 1:
             self.logger.info(f"progress checkpoint after every epoch: {self.progress_file} "
                              f"(after a crash, rerun with --resume_from={self.progress_file})")
 
-    def resume_progress(self, progress_file):
-        """Continue a run from a file written by ``save_progress``."""
-        if not os.path.isfile(progress_file):
-            raise FileNotFoundError(f"resume_from: {progress_file} not found (it is the '-last.pth' file the "
-                                    "interrupted run logged)")
-        state = load_trusted_checkpoint(progress_file, self.device)
-        if (state["model"], state["dataset"]) != (self.config["model"], self.config["dataset"]):
-            raise ValueError(f"resume_from: {progress_file} is a {state['model']} run on {state['dataset']}, "
-                             f"not {self.config['model']} on {self.config['dataset']}")
+    def resume_progress(self, state):
+        """Continue a run from the state ``read_progress_file`` checked (a file of ``save_progress``)."""
         self._restore(state, with_optimizer=True)
         self.start_epoch = state["next_epoch"]
         self.cur_step = state["cur_step"]
         self.best_valid_score = state["best_valid_score"]
         self.best_valid_result = state["best_valid_result"]
-        self.saved_model_file = state["best_model_file"]
-        self.progress_file = progress_file
+        self.saved_model_file = state["best_model_file"] or self.saved_model_file
+        self.progress_file = state["progress_file"]
         self.valid_history = list(state["valid_history"])
         self.train_seconds = list(state["train_seconds"])
         self.valid_seconds = list(state["valid_seconds"])
-        self.logger.info(f"resuming from {progress_file} at epoch {self.start_epoch} "
+        self.logger.info(f"resuming from {self.progress_file} at epoch {self.start_epoch} "
                          f"(best valid score so far {self.best_valid_score})")
+
+
+PROGRESS_KEYS = ("model", "dataset", "next_epoch", "best_model_file", "state_dict", "optimizer", "valid_history")
+
+
+def read_progress_file(path, model, dataset):
+    """The state of a ``save_progress`` file, checked before any data is loaded: it is a progress checkpoint
+    of ``model`` on ``dataset``, and the run's best-model file exists (where it was written, which is
+    absolute, or beside the progress file when the folder was moved). CheckpointError names what is wrong."""
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"resume_from: {path} not found; pass the '-last.pth' file the interrupted run logged")
+    try:
+        state = load_trusted_checkpoint(path, "cpu")
+    except CheckpointError as error:
+        raise CheckpointError(f"resume_from: {error}; pass the '-last.pth' file the interrupted run logged") from None
+    if not isinstance(state, dict) or any(key not in state for key in PROGRESS_KEYS):
+        kind = ("a best-model checkpoint (RecBole's '<model>-<time>.pth')"
+                if isinstance(state, dict) and {"config", "epoch", "state_dict"} <= set(state) else
+                f"a {type(state).__name__}, not a checkpoint of this plugin")
+        raise CheckpointError(f"resume_from: {path} is {kind}; pass the progress file, the '-last.pth' file "
+                              "beside it that the interrupted run logged")
+    if (state["model"], state["dataset"]) != (model, dataset):
+        raise CheckpointError(f"resume_from: {path} is a {state['model']} run on {state['dataset']}, not {model} on "
+                              f"{dataset}; pass --model={state['model']} --dataset={state['dataset']}")
+    state["progress_file"] = path
+    if state["valid_history"]:  # a best model was saved: the final test loads it
+        state["best_model_file"] = _find_best_file(state["best_model_file"], path)
+    else:  # no validation yet: the resumed run names its own best file
+        state["best_model_file"] = None
+    return state
+
+
+def _find_best_file(recorded, progress_file):
+    beside = os.path.join(os.path.dirname(progress_file), os.path.basename(recorded))
+    for candidate in dict.fromkeys([recorded, beside]):
+        if os.path.isfile(candidate):
+            return os.path.abspath(candidate)
+    raise CheckpointError(f"resume_from: the run's best model {recorded} is missing (looked there and in "
+                          f"{os.path.dirname(progress_file)}); put it beside {os.path.basename(progress_file)} "
+                          "or start the run again")
 
 
 class Phase1Trainer(HyperbolicTrainer):
@@ -191,4 +275,4 @@ class Phase1Trainer(HyperbolicTrainer):
         super().__init__(config, model)
         self.epochs = config["meta_epochs"] or self.epochs
         self.stopping_step = config["meta_stopping_step"] or self.stopping_step
-        self.saved_model_file = self.saved_model_file.replace(".pth", "-phase1.pth")
+        self.saved_model_file = self.saved_model_file[: -len(".pth")] + "-phase1.pth"

@@ -21,7 +21,7 @@ def get_model(model_name):
         return MODELS[model_name]
     try:
         return recbole_get_model(model_name)
-    except (ValueError, ImportError, AttributeError) as error:  # RecBole's import of its optional libraries
+    except (ValueError, ImportError, AttributeError):  # RecBole's import of its optional libraries
         by_case = {name.lower(): name for name in MODELS}
         near = ([by_case[model_name.lower()]] if model_name.lower() in by_case else
                 difflib.get_close_matches(model_name, list(MODELS), n=3, cutoff=0.6))
@@ -29,7 +29,7 @@ def get_model(model_name):
         raise ConfigError(f"unknown model {model_name!r}: {hint}This plugin's models are the backbones "
                           f"{', '.join(sorted(n for n in MODELS if '_' not in n))} and <Framework>_<Backbone> with "
                           f"Framework in HyperLLM, KAR, RLMRecCon, RLMRecGen; RecBole's own models go by their class "
-                          f"name, e.g. BPR (RecBole said: {error})") from None
+                          f"name, e.g. BPR") from None
 
 
 def get_trainer(model_type, model_name):

@@ -9,6 +9,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
 from conftest import ROOT
+from recbole_hyperllm.errors import CheckpointError
 from recbole_hyperllm.phase1 import run_phase1
 from recbole_hyperllm.quick_start import create_config, run_recbole_hyperllm, use_test_protocol
 from recbole_hyperllm.utils import get_model
@@ -144,7 +145,7 @@ def test_an_interrupted_run_resumes_from_its_progress_checkpoint(toy):
     assert resumed["best_valid_score"] == 123.0
     assert resumed["epochs"] == 3  # epoch 0 from the checkpoint, epochs 1 and 2 trained now
     assert first["epochs"] == 2 and set(resumed["test_result"]) == set(first["test_result"])
-    with pytest.raises(FileNotFoundError, match="resume_from"):
+    with pytest.raises(CheckpointError, match="resume_from: .*nothing.pth not found"):
         run_recbole_hyperllm("HGCF", "toy", config_dict=dict(config, resume_from=str(tmp_path / "nothing.pth")))
 
 

@@ -91,6 +91,8 @@ class HyperLLM(Framework):
         if self.plan.given_phase1:
             users = tag_data.load_node_vectors(dataset, "userinit", self.USER_ID, "user_init", self.n_users)
             items = tag_data.load_node_vectors(dataset, "iteminit", self.ITEM_ID, "item_init", self.n_items)
+            for suffix, vectors in (("userinit", users), ("iteminit", items)):
+                tag_data.require_width(tag_data.atomic_path(dataset, suffix), vectors, self.backbone.embedding_size)
             self.initialise_id_embeddings(users, items, to_points=self.backbone.points_from_lorentz)
 
     # ----- declarations (PluginModel) ---------------------------------------------------------------

@@ -15,6 +15,7 @@ fields shared between them (``tag_id`` in .tag and .itemtag) and fails to build
 such features, so these files are read here, in RecBole's atomic format, and
 user/item tokens are mapped with the dataset's own ``field2token_id``.
 """
+import logging
 import os
 
 import numpy as np
@@ -47,6 +48,63 @@ def _read(dataset, suffix, columns):
     return path, read_columns(path, columns)
 
 
+# Below this share of .itemtag rows naming an item of the interactions, the run warns (0 is refused).
+MIN_MATCHED_LINK_SHARE = 0.5
+
+
+def warn(message):
+    logging.getLogger().warning(message)
+
+
+def tag_vocabulary(path, tags):
+    """{tag token: index from 1}; a tag listed twice with the same level is dropped with a warning, with a
+    different level refused (which level holds is not knowable)."""
+    vocab, level_of, first_line, repeated = {}, {}, {}, 0
+    for line, (token, level) in enumerate(zip(tags["tag_id"], tags["tag_level"]), start=2):
+        if token in vocab:
+            if level != level_of[token]:
+                raise AtomicFileError(f"{path}, line {line}: tag_id {token!r} has tag_level {level}, but {level_of[token]} "
+                                      f"on line {first_line[token]}; keep one row per tag")
+            repeated += 1
+            continue
+        vocab[token], level_of[token], first_line[token] = len(vocab) + 1, level, line
+    if repeated:
+        warn(f"{path}: {repeated} repeated tag rows dropped (same tag_id and level)")
+    return vocab
+
+
+def unique_pairs(path, what, first, second, drop_self_pairs=False):
+    """(first, second) with repeated pairs (and self-pairs, for edges) dropped, each kind counted in a warning:
+    a repeated row would weigh a pair twice in the tag loss, a self-loop is a positive at distance 0."""
+    keep = np.ones(len(first), dtype=bool)
+    if drop_self_pairs:
+        self_pairs = first == second
+        if self_pairs.any():
+            warn(f"{path}: {int(self_pairs.sum())} {what} from a tag to itself dropped")
+        keep &= ~self_pairs
+    _, unique_rows = np.unique(np.stack([first, second], axis=1), axis=0, return_index=True)
+    seen = np.zeros(len(first), dtype=bool)
+    seen[unique_rows] = True
+    repeated = keep & ~seen
+    if repeated.any():
+        warn(f"{path}: {int(repeated.sum())} repeated {what} dropped")
+    keep &= seen
+    return first[keep], second[keep]
+
+
+def matched_links(path, link_tags, link_items):
+    """The links whose item is an item of the interactions: none is an error, fewer than
+    MIN_MATCHED_LINK_SHARE a warning with the counts (items without interactions have no ID embedding)."""
+    known = link_items > 0
+    if not known.any():
+        raise AtomicFileError(f"{path}: none of its {len(known)} item_id values is an item of the interactions; "
+                              f"the files are of different datasets or use other item ids. {HOW_TO_MAKE}")
+    if known.mean() < MIN_MATCHED_LINK_SHARE:
+        warn(f"{path}: only {int(known.sum())} of {len(known)} rows name an item of the interactions; the others "
+             "are skipped (are the item ids those of this dataset?)")
+    return link_tags[known], link_items[known]
+
+
 def map_tokens(dataset, field, tokens):
     """Internal ids of ``tokens`` (-1 where the dataset has no such token)."""
     table = dataset.field2token_id[field]
@@ -56,7 +114,7 @@ def map_tokens(dataset, field, tokens):
 def load_tag_graph(dataset):
     """(parent, child, tag_of_link, item_of_link, n_tags); tags are numbered from 1 (0 = padding)."""
     tag_path, tags = _read(dataset, "tag", STRUCTURAL_FILES["tag"])
-    vocab = {token: i + 1 for i, token in enumerate(dict.fromkeys(tags["tag_id"]))}
+    vocab = tag_vocabulary(tag_path, tags)
     edge_path, edges = _read(dataset, "tagedge", STRUCTURAL_FILES["tagedge"])
     link_path, links = _read(dataset, "itemtag", STRUCTURAL_FILES["itemtag"])
 
@@ -68,14 +126,12 @@ def load_tag_graph(dataset):
                              "add it there or remove the row")
         return index
 
-    parent = tag_index(edge_path, "parent_tag_id", edges["parent_tag_id"])
-    child = tag_index(edge_path, "child_tag_id", edges["child_tag_id"])
-    link_tags = tag_index(link_path, "tag_id", links["tag_id"])
-    link_items = map_tokens(dataset, dataset.iid_field, links["item_id"])
-    known = link_items > 0  # items without interactions have no ID embedding: their links are skipped
-    if not known.any():
-        raise AtomicFileError(f"{link_path}: no item_id matches an item of the interactions. {HOW_TO_MAKE}")
-    return parent, child, link_tags[known], link_items[known], len(vocab) + 1
+    parent, child = unique_pairs(edge_path, "tag edges", tag_index(edge_path, "parent_tag_id", edges["parent_tag_id"]),
+                                 tag_index(edge_path, "child_tag_id", edges["child_tag_id"]), drop_self_pairs=True)
+    link_tags, link_items = matched_links(link_path, tag_index(link_path, "tag_id", links["tag_id"]),
+                                          map_tokens(dataset, dataset.iid_field, links["item_id"]))
+    link_tags, link_items = unique_pairs(link_path, "item-tag links", link_tags, link_items)
+    return parent, child, link_tags, link_items, len(vocab) + 1
 
 
 def load_node_vectors(dataset, suffix, id_field, value_field, n_rows):
@@ -89,6 +145,12 @@ def load_node_vectors(dataset, suffix, id_field, value_field, n_rows):
         line = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0]) + 2
         raise AtomicFileError(f"{path}, line {line}: {value_field} contains NaN or inf")
     keep = ids > 0
+    first_row = np.full(n_rows, -1)
+    for row in np.flatnonzero(keep):
+        if first_row[ids[row]] >= 0:
+            raise AtomicFileError(f"{path}, line {row + 2}: {id_field} {columns[id_field][row]!r} already has a row on "
+                                  f"line {first_row[ids[row]] + 2}; keep one row per {id_field}")
+        first_row[ids[row]] = row
     table = torch.zeros(n_rows, values.shape[1])
     table[torch.from_numpy(ids[keep])] = torch.from_numpy(values[keep])
     present = np.zeros(n_rows, dtype=bool)
@@ -99,3 +161,10 @@ def load_node_vectors(dataset, suffix, id_field, value_field, n_rows):
         raise AtomicFileError(f"{path}: {len(missing)} values of {id_field} have no row, e.g. {examples}; "
                          f"every user/item of the interactions needs a vector. {HOW_TO_MAKE}")
     return table
+
+
+def require_width(path, vectors, embedding_size):
+    """A given phase-1 output holds tangent vectors as wide as the model's points (time coordinate included)."""
+    if vectors.size(1) != embedding_size:
+        raise AtomicFileError(f"{path}: rows hold {vectors.size(1)} values, but embedding_size {embedding_size} needs "
+                              f"{embedding_size}; run with --embedding_size={vectors.size(1)} or remake the file")

@@ -72,16 +72,16 @@ def _infonce_rows(h1_rows, h2_flipped, first_row, tau, buffers, want_grad):
 
 class _ExactInfoNCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h1, h2, tau, chunk_size):
+    def forward(ctx, h1, h2, tau, chunk_size, first, stop):
         want_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         n = h1.size(0)
         h2_flipped = flip_space(h2)
-        buffers = _ChunkBuffers(min(chunk_size, n), n, h1)
+        buffers = _ChunkBuffers(max(1, min(chunk_size, stop - first)), n, h1)
         total = h1.new_zeros(())
-        grad_h1 = torch.empty_like(h1) if want_grad else None
+        grad_h1 = (torch.empty_like(h1) if (first, stop) == (0, n) else torch.zeros_like(h1)) if want_grad else None
         grad_h2 = torch.zeros_like(h2) if want_grad else None
-        for start in range(0, n, chunk_size):
-            h1_rows = h1[start:start + chunk_size]
+        for start in range(first, stop, chunk_size):
+            h1_rows = h1[start:min(start + chunk_size, stop)]
             loss, grad_rows, grad_h2_part = _infonce_rows(h1_rows, h2_flipped, start, tau, buffers, want_grad)
             total = total + loss
             if want_grad:
@@ -94,18 +94,21 @@ class _ExactInfoNCE(torch.autograd.Function):
     def backward(ctx, grad_output):
         grad_h1, grad_h2 = ctx.saved_tensors
         # d/dh2 of x.(yJ) is xJ: grad_h2 was accumulated against h1 J already.
-        return grad_h1 * grad_output, grad_h2 * grad_output, None, None
+        return grad_h1 * grad_output, grad_h2 * grad_output, None, None, None, None
 
 
-def hyperbolic_infonce(h1, h2, tau, chunk_size=128):
+def hyperbolic_infonce(h1, h2, tau, chunk_size=128, rows=None):
     """Eq. (16), exact: sum_i -log softmax_j(-d^2(h1_i, h2_j) / tau)[i].
 
     ``h1``: item points from the user-item graph, ``h2``: the same items from the
     tag graph (row i of both is item i). Gradients flow into both views.
+    ``rows`` (a slice): only those terms i, each still against every j; the sums over a partition of
+    the rows (one part per process) add up to the whole loss and its gradient.
     """
     if h1.shape != h2.shape:
         raise ValueError(f"hyperbolic_infonce needs two views of the same items, got {tuple(h1.shape)} and {tuple(h2.shape)}")
-    return _ExactInfoNCE.apply(h1, h2, float(tau), int(chunk_size))
+    start, stop, _ = (rows or slice(None)).indices(h1.size(0))
+    return _ExactInfoNCE.apply(h1, h2, float(tau), int(chunk_size), start, stop)
 
 
 def hyperbolic_infonce_reference(h1, h2, tau):

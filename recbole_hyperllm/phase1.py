@@ -12,6 +12,7 @@ import os
 
 import torch
 
+from recbole_hyperllm.distributed import barrier, is_writer
 from recbole_hyperllm.trainer import Phase1Trainer, save_atomically
 
 KEY_CONFIG = (
@@ -69,6 +70,7 @@ def run_phase1(config, model, train_data, valid_data, logger, show_progress=Fals
     """
     path = cache_path(config, model, train_data)
     model.enter_meta_phase()
+    barrier(config)  # every rank decides on the same files (a cache is written only after all ranks trained)
     cached = read_cache(path, model, logger)
     if cached is not None:
         logger.info(f"phase 1: reusing {path}")
@@ -78,9 +80,10 @@ def run_phase1(config, model, train_data, valid_data, logger, show_progress=Fals
     best_score, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=show_progress)
     trainer.load_best()
     user_t, item_t = model.semantic_outputs()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    save_atomically({"moe": model.moe.state_dict(), "user": user_t.cpu(), "item": item_t.cpu(),
-                     "best_valid_score": best_score}, path)
+    if is_writer(config):  # the ranks trained one MoE together (DDP): rank 0 keeps it
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        save_atomically({"moe": model.moe.state_dict(), "user": user_t.cpu(), "item": item_t.cpu(),
+                         "best_valid_score": best_score}, path)
     logger.info(f"phase 1: best valid score {best_score:.4f} at epoch {trainer.best_epoch}; cached in {path}")
     return user_t, item_t, {"cache": path, "reused": False, "best_valid_score": best_score,
                             "best_epoch": trainer.best_epoch, "epochs": len(trainer.valid_history),

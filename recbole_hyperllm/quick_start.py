@@ -7,11 +7,11 @@ import statistics
 import time
 from logging import getLogger
 
-from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_environment, init_logger, init_seed, set_color
 
 from recbole_hyperllm import atomic
+from recbole_hyperllm.distributed import PluginConfig, is_writer
 from recbole_hyperllm.config_check import validate_config, yaml_keys
 from recbole_hyperllm.errors import ConfigError
 from recbole_hyperllm.model.hyperllm.tag_data import HOW_TO_MAKE
@@ -32,7 +32,7 @@ def create_config(model, dataset, config_file_list=None, config_dict=None):
     for path in files:  # a YAML error names the file and line (RecBole's would not)
         yaml_keys(path)
     try:
-        config = Config(model=get_model(model), dataset=dataset, config_file_list=files, config_dict=config_dict)
+        config = PluginConfig(model=get_model(model), dataset=dataset, config_file_list=files, config_dict=config_dict)
     except NotImplementedError as error:  # RecBole's words for a metric it does not know
         unknown = re.match(r"There is no metric named '(.*)'", str(error))
         if not unknown:
@@ -43,6 +43,16 @@ def create_config(model, dataset, config_file_list=None, config_dict=None):
     if dataset == BUNDLED:  # RecBole reads its bundled copy for this name; the plugin reads <data_path>/ml-100k
         config["data_path"] = os.path.join(config.external_config_dict.get("data_path") or "dataset", dataset)
     return config
+
+
+def preflight(model, dataset, config_file_list=None, config_dict=None):
+    """Every check that runs before data is loaded: (config, warnings, resume state or None)."""
+    config = create_config(model, dataset, config_file_list, config_dict)
+    warnings = []
+    validate_config(config, config_file_list, warn=warnings.append)
+    progress = resume_state(config)
+    check_inputs(config)
+    return config, warnings, progress
 
 
 def resume_state(config):
@@ -131,11 +141,7 @@ def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config
     cached), then RecBole's fit and test. Side inputs are checked first; making them (the offline ml-100k
     default) is the caller's step: ``dataset_tools.default_data.prepare_inputs``."""
     started = time.perf_counter()
-    config = create_config(model, dataset, config_file_list, config_dict)
-    warnings = []
-    validate_config(config, config_file_list, warn=warnings.append)
-    progress = resume_state(config)
-    check_inputs(config)
+    config, warnings, progress = preflight(model, dataset, config_file_list, config_dict)
     init_seed(config["seed"], config["reproducibility"])
     init_logger_safely(config)
     logger = getLogger()
@@ -186,7 +192,7 @@ def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config
         seconds=time.perf_counter() - started,
         peak_rss_mb=peak_rss_mb(),
     )
-    if queue is not None:
+    if queue is not None and is_writer(config):
         queue.put(result)
     return result
 

@@ -25,6 +25,7 @@ import torch
 from geoopt.optim import RiemannianAdam, RiemannianSGD
 from recbole.trainer import Trainer
 
+from recbole_hyperllm import distributed
 from recbole_hyperllm.errors import CheckpointError, DivergenceError
 
 RIEMANNIAN_LEARNERS = {"rsgd": RiemannianSGD, "radam": RiemannianAdam}
@@ -82,8 +83,16 @@ class TrustedCheckpoints:
     resumed run finds it from any folder), written atomically. A mixin in front of any RecBole trainer."""
 
     def __init__(self, config, model):
-        super().__init__(config, model)
-        self.saved_model_file = os.path.abspath(os.path.join(self.checkpoint_dir, f"{config['model']}-{run_stamp()}.pth"))
+        multi_process = distributed.is_distributed(config)
+        config["single_spec"] = True  # RecBole's wrapper passes device_ids=[rank], which a CPU module refuses
+        try:
+            super().__init__(config, model)
+        finally:
+            config["single_spec"] = not multi_process
+        if multi_process:
+            self.distributed_model = distributed.wrap_model(config, self.model)
+        name = distributed.from_rank0(config, f"{config['model']}-{run_stamp()}.pth")  # one run, one name
+        self.saved_model_file = os.path.abspath(os.path.join(self.checkpoint_dir, name))
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         """RecBole's best-model checkpoint (the same keys as ``Trainer._save_checkpoint``, rank 0 only),
@@ -107,6 +116,7 @@ class TrustedCheckpoints:
             self.optimizer.load_state_dict(checkpoint["optimizer"])
 
     def load_best(self, model_file=None):
+        distributed.barrier(self.config)  # rank 0 may still be writing it
         self._restore(load_trusted_checkpoint(model_file or self.saved_model_file, self.device))
 
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
@@ -126,6 +136,7 @@ class HyperbolicTrainer(TrustedCheckpoints, Trainer):
 
     def __init__(self, config, model):
         super().__init__(config, model)
+        getattr(model, "set_shard", lambda rank, world: None)(*distributed.rank_and_world(config))
         self.valid_history = []
         self.train_seconds = []
         self.valid_seconds = []
@@ -148,11 +159,14 @@ class HyperbolicTrainer(TrustedCheckpoints, Trainer):
         getattr(self.model, "begin_epoch", lambda epoch: None)(epoch_idx)
         loss_func = loss_func or self.model.calculate_loss
         batch_counter = iter(range(10**12))
+        _, world = distributed.rank_and_world(self.config)
+        shares = getattr(self.model, "share_terms", lambda: ())()
 
         def checked_loss(interaction):
             losses = loss_func(interaction)
-            check_finite_terms(losses, getattr(self.model, "last_loss_names", None), epoch_idx, next(batch_counter))
-            return losses
+            names = getattr(self.model, "last_loss_names", None)
+            check_finite_terms(losses, names, epoch_idx, next(batch_counter))
+            return distributed.scale_shares(losses, names, shares, world)
 
         start = time.perf_counter()
         result = super()._train_epoch(train_data, epoch_idx, loss_func=checked_loss, show_progress=show_progress)
@@ -194,7 +208,10 @@ class HyperbolicTrainer(TrustedCheckpoints, Trainer):
         return int(np.flatnonzero(history == best)[-1]) * self.eval_step + self.eval_step - 1
 
     def save_progress(self, next_epoch):
-        """Everything needed to continue at ``next_epoch`` (atomic write: a crash keeps the previous file)."""
+        """Everything needed to continue at ``next_epoch`` (atomic write: a crash keeps the previous file);
+        rank 0 only in a multi-process run."""
+        if not distributed.is_writer(self.config):
+            return
         state = {
             "model": self.config["model"], "dataset": self.config["dataset"], "next_epoch": next_epoch,
             "cur_step": self.cur_step, "best_valid_score": self.best_valid_score,

@@ -9,6 +9,8 @@ read only these declarations. RecBole's own models declare none of them and get 
 class PluginModel:
     """Declarations of a plugin model (a mixin in front of a RecBole recommender)."""
 
+    shard = (0, 1)  # (rank, world size) of a multi-process run (``set_shard``)
+
     @classmethod
     def trainer_class(cls):
         """The trainer that fits this model (the plugin's ``HyperbolicTrainer``)."""
@@ -37,3 +39,13 @@ class PluginModel:
 
     def begin_epoch(self, epoch):
         """Called by the trainer before training epoch ``epoch`` (0-based), resumed runs included."""
+
+    def share_terms(self):
+        """Names of the loss terms that are this process's share of the full-batch loss in a multi-process
+        run (sums over its part of the batch or of the model's own samples); the others are whole terms each
+        process estimates in full (``recbole_hyperllm/distributed.py``)."""
+        return frozenset()
+
+    def set_shard(self, rank, world):
+        """Called by the trainer with this process's rank and the world size (0, 1 in one process)."""
+        self.shard = (rank, world)

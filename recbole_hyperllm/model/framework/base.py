@@ -47,6 +47,14 @@ class Framework(PluginModel, PropagatedScoring, GeneralRecommender):
     def begin_epoch(self, epoch):
         self.backbone.begin_epoch(epoch)
 
+    def set_shard(self, rank, world):
+        super().set_shard(rank, world)
+        self.backbone.set_shard(rank, world)
+
+    def share_terms(self):
+        """The backbone's share terms; a framework adds its own."""
+        return self.backbone.share_terms()
+
     # ----- one step --------------------------------------------------------------------------------
     def node_inputs(self):
         """Tangent inputs of the user-item graph (users then items) used for evaluation."""

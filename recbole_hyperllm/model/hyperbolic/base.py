@@ -60,6 +60,10 @@ class HyperbolicBackbone(PluginModel, PropagatedScoring, GeneralRecommender):
     loss_reduction = "sum"  # pair_loss sums over triples (Eq. 6, the authors' code)
     manifold_class = LorentzBall
 
+    def share_terms(self):
+        """A summed ranking loss over this process's triples is its share; a mean is a whole estimate."""
+        return frozenset({"rank"}) if self.loss_reduction == "sum" else frozenset()
+
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.embedding_size = config["embedding_size"]

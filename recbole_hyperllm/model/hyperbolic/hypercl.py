@@ -133,6 +133,10 @@ class HyperCL(HGCF):
         return h, f
 
     # ----- backbone interface -------------------------------------------------
+    def share_terms(self):
+        """The SSL InfoNCE sums over the batch's users and items, like the ranking loss."""
+        return super().share_terms() | {"ssl"}
+
     def extra_losses(self, out, interaction, inputs):
         """ssl_reg * (L_ssl(users of the batch) + L_ssl(positive items of the batch)), both views built
         from the tangent ``inputs`` of the user-item graph."""

@@ -60,5 +60,12 @@ class Backbone(Protocol):
     def begin_epoch(self, epoch):
         """The trainer starts training epoch ``epoch``."""
 
+    # ----- several processes (recbole_hyperllm/distributed.py) -----------------------------------------
+    def share_terms(self):
+        """Names of the loss terms that are this process's share of the full-batch loss."""
+
+    def set_shard(self, rank, world):
+        """This process's rank and the world size."""
+
 
 BACKBONE_INTERFACE = frozenset(list(Backbone.__annotations__) + [n for n in vars(Backbone) if not n.startswith("_")])

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from recbole_hyperllm.distributed import part
 from recbole_hyperllm.errors import choice
 from recbole_hyperllm.graph import SparseGraph, row_normalise_with_self_loops, tag_graph_adjacency
 from recbole_hyperllm.losses import hyperbolic_infonce, hyperbolic_infonce_in_batch
@@ -204,6 +205,8 @@ class HyperLLM(Framework):
         tag_tangent = self.backbone.node_tangent(self.tag_embedding)
         tag_out = self.backbone.propagate(torch.cat([tag_tangent, item_tangent]), self.tag_graph)
         anchors, positives, negatives = self.tag_sampler.next_batch(self.device)
+        mine = part(anchors.numel(), *self.shard)  # every process draws the same triples and takes its part
+        anchors, positives, negatives = anchors[mine], positives[mine], negatives[mine]
         terms = {"tag": self.backbone.pair_loss(tag_out, anchors, positives, negatives, self.tag_margin)}
         if self.plan.contrastive:
             # row 0 is RecBole's padding item; Eq. 16 is computed on the hyperboloid (an isometric
@@ -214,9 +217,16 @@ class HyperLLM(Framework):
                 index = torch.cat([interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]]) - 1
                 cl = hyperbolic_infonce_in_batch(items_ui, items_tag, self.cl_temperature, index)
             else:
-                cl = hyperbolic_infonce(items_ui, items_tag, self.cl_temperature, self.cl_chunk_size)
+                cl = hyperbolic_infonce(items_ui, items_tag, self.cl_temperature, self.cl_chunk_size,
+                                        rows=part(items_ui.size(0), *self.shard))
             terms["cl"] = self.cl_weight * cl
         return terms
+
+    def share_terms(self):
+        """Eq. 16's rows and the tag triples are split across processes: each computes its part (a summed
+        tag loss; over a mean one each process estimates the whole)."""
+        tag = {"tag"} if self.backbone.loss_reduction == "sum" else set()
+        return super().share_terms() | tag | {"cl"}
 
     def framework_losses(self, inputs, out, interaction, context):
         if self.plan.structural and self.phase != "meta":

@@ -81,6 +81,11 @@ class _Alignment(SemanticFramework):
         """B for a backbone whose ranking loss sums over the batch's B triples, 1 for one that averages."""
         return len(interaction) if self.backbone.loss_reduction == "sum" else 1
 
+    def share_terms(self):
+        """Over a summed ranking loss the alignment term is scaled by the batch, so it is a share too."""
+        own = {"con", "gen"} if self.backbone.loss_reduction == "sum" else set()
+        return super().share_terms() | own
+
     def representation(self, points):
         """log_0 of propagated points: the alignment's view of them."""
         return self.manifold.logmap0(points)

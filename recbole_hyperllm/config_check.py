@@ -30,6 +30,7 @@ RUNTIME_KEYS = frozenset({
     "model", "dataset", "config_files", "MODEL_TYPE", "device", "local_rank", "single_spec",
     "nproc", "world_size", "ip", "port", "offset",                      # RecBole's multi-process keys
     "params_file", "output_file", "display_file", "tool", "algo", "max_evals", "early_stop",  # run_hyper.py's
+    "ray_dir", "cpus",
 })
 # Keys this plugin reads in code with no default in properties/ (a test keeps this list complete).
 PLUGIN_CODE_KEYS = frozenset({"ml100k_split_seed"})

@@ -13,7 +13,7 @@ from recbole.utils import get_environment, init_logger, init_seed, set_color
 from recbole_hyperllm import atomic
 from recbole_hyperllm.distributed import PluginConfig, is_writer
 from recbole_hyperllm.config_check import validate_config, yaml_keys
-from recbole_hyperllm.errors import ConfigError
+from recbole_hyperllm.errors import ConfigError, DivergenceError
 from recbole_hyperllm.model.hyperllm.tag_data import HOW_TO_MAKE
 from recbole_hyperllm.trainer import HyperbolicTrainer, read_progress_file
 from recbole_hyperllm.utils import declared_side_files, get_model, get_trainer, model_property_files
@@ -171,7 +171,12 @@ def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config
             valid_data, load_best_model=False, show_progress=show)
         test_result = trainer.evaluate(test_data, load_best_model=False, show_progress=show)
     else:
-        best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=show)
+        try:
+            best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, saved=saved, show_progress=show)
+        except DivergenceError as error:  # the run's record says so (an ablation shows it as diverged)
+            if saved:
+                write_run_record(config, trainer, {"diverged": str(error)})
+            raise
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show)
     other_mask, other_result = evaluate_other_mask(
         trainer, test_data, histories, config["test_mask"] or "train_valid", show)
@@ -192,9 +197,33 @@ def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config
         seconds=time.perf_counter() - started,
         peak_rss_mb=peak_rss_mb(),
     )
+    if saved:
+        result["record"] = write_run_record(config, trainer, result)
     if queue is not None and is_writer(config):
         queue.put(result)
     return result
+
+
+RECORD_KEYS = ("model", "dataset", "seed", "variant", "ablation", "semantic_init", "cl_scope", "test_mask")
+
+
+def write_run_record(config, trainer, result):
+    """``<best checkpoint>-result.json`` (rank 0, atomically): what the analyses read about a run: its
+    settings, metrics (or divergence), checkpoint and progress file (which keeps the validation history)."""
+    import json
+
+    path = trainer.saved_model_file[: -len(".pth")] + "-result.json"
+    if not is_writer(config):
+        return path
+    record = {"settings": {k: config[k] for k in RECORD_KEYS if k in config},
+              "checkpoint": trainer.saved_model_file,
+              "progress_file": getattr(trainer, "progress_file", None),
+              **{k: v for k, v in result.items() if k not in ("phase1",)}}
+    partial = f"{path}.{os.getpid()}.partial"
+    with open(partial, "w", encoding="utf-8") as handle:
+        json.dump(record, handle, indent=1, default=str)
+    os.replace(partial, path)
+    return path
 
 
 def trainer_statistics(trainer):

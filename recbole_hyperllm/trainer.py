@@ -138,6 +138,7 @@ class HyperbolicTrainer(TrustedCheckpoints, Trainer):
         super().__init__(config, model)
         getattr(model, "set_shard", lambda rank, world: None)(*distributed.rank_and_world(config))
         self.valid_history = []
+        self.valid_results = []  # every validation's metrics (for convergence plots)
         self.train_seconds = []
         self.valid_seconds = []
         self.progress_file = self.saved_model_file[: -len(".pth")] + "-last.pth"
@@ -183,8 +184,18 @@ class HyperbolicTrainer(TrustedCheckpoints, Trainer):
                            "add them to 'metrics' and 'topk'")
         score = float(sum(valid_result[k] for k in keys))
         self.valid_history.append(score)
+        self.valid_results.append({k: float(v) for k, v in valid_result.items()})
         self.valid_seconds.append(time.perf_counter() - start)
         return score, valid_result
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        """RecBole's fit; a finished run then rewrites its progress file, so that it keeps the validation
+        history of every epoch (and can be continued with more epochs)."""
+        result = super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
+                             callback_fn=callback_fn)
+        if self.writes_progress and self.train_seconds:
+            self.save_progress(len(self.train_seconds))
+        return result
 
     @property
     def epoch_seconds(self):
@@ -218,6 +229,7 @@ class HyperbolicTrainer(TrustedCheckpoints, Trainer):
             "best_valid_result": self.best_valid_result, "best_model_file": self.saved_model_file,
             "state_dict": self.model.state_dict(), "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(), "valid_history": self.valid_history,
+            "valid_results": self.valid_results, "eval_step": self.eval_step,
             "train_seconds": self.train_seconds, "valid_seconds": self.valid_seconds,
         }
         save_atomically(state, self.progress_file)
@@ -235,6 +247,7 @@ class HyperbolicTrainer(TrustedCheckpoints, Trainer):
         self.saved_model_file = state["best_model_file"] or self.saved_model_file
         self.progress_file = state["progress_file"]
         self.valid_history = list(state["valid_history"])
+        self.valid_results = list(state.get("valid_results", []))
         self.train_seconds = list(state["train_seconds"])
         self.valid_seconds = list(state["valid_seconds"])
         self.logger.info(f"resuming from {self.progress_file} at epoch {self.start_epoch} "

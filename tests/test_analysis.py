@@ -1,0 +1,99 @@
+"""Issue 14: the paper's analyses as commands (groups, convergence, dendrogram, ablation) on tiny runs."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from recbole_hyperllm import analysis
+from recbole_hyperllm.analysis import AnalysisError, user_groups
+from recbole_hyperllm.errors import ConfigError, DivergenceError
+from recbole_hyperllm.quick_start import run_recbole_hyperllm
+
+pytest.importorskip("matplotlib", reason="pip install -e .[plot]")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Two finished runs (HGCF, HyperLLM_HGCF Structural) and one diverged run on the toy dataset."""
+    from conftest import FAST, make_synthetic
+
+    root = tmp_path_factory.mktemp("analysis")
+    make_synthetic(str(root))
+    config = dict(FAST, data_path=str(root), checkpoint_dir=str(root / "saved"), epochs=3, eval_step=1)
+    base = run_recbole_hyperllm("HGCF", "toy", config_dict=dict(config))
+    full = run_recbole_hyperllm("HyperLLM_HGCF", "toy", config_dict=dict(config, variant="Structural"))
+    with pytest.raises(DivergenceError):
+        run_recbole_hyperllm("HyperLLM_HGCF", "toy", config_dict=dict(config, variant="Structural",
+                                                                       tag_margin=float("nan")))
+    diverged = [os.path.join(root, "saved", f) for f in os.listdir(root / "saved")
+                if f.endswith("-result.json") and os.path.join(root, "saved", f) not in (base["record"], full["record"])]
+    return root, base, full, diverged[0]
+
+
+def test_user_groups_are_equal_sized_ascending_and_keep_the_order_of_ties():
+    counts = [5, 1, 3, 3, 9, 1, 2, 8, 3, 7]
+    groups = user_groups(counts, 5)
+    assert [len(g) for g in groups] == [2, 2, 2, 2, 2]
+    assert [list(g) for g in groups] == [[1, 5], [6, 2], [3, 8], [0, 9], [7, 4]]
+    assert [len(g) for g in user_groups(list(range(11)), 5)] == [3, 2, 2, 2, 2]
+
+
+def test_groups_recombine_to_recboles_overall_metric(runs, tmp_path):
+    root, base, full, _ = runs
+    json_path, png_path = analysis.run("groups", [base["checkpoint"], full["checkpoint"]], str(tmp_path))
+    data = json.load(open(json_path))
+    assert os.path.getsize(png_path) > 1000 and len(data["models"]) == 2
+    for model, result in zip(data["models"], (base, full)):
+        sizes = np.array([g["users"] for g in model["groups"]])
+        assert sizes.max() - sizes.min() <= 1 and sizes.sum() == model["overall"]["users"]
+        for metric in ("recall@20", "ndcg@20"):
+            weighted = sum(g["users"] * g[metric] for g in model["groups"]) / sizes.sum()
+            assert weighted == pytest.approx(model["overall"][metric], abs=1e-9)
+            assert model["overall"][metric] == pytest.approx(result["test_result"][metric], abs=1e-4)
+        lows = [g["train_interactions"] for g in model["groups"]]
+        assert all(a[1] <= b[0] for a, b in zip(lows, lows[1:]))  # G1 the sparsest
+    assert "improvement_%" in data["models"][1]["groups"][0]
+
+
+def test_convergence_draws_every_validated_epoch_of_finished_runs(runs, tmp_path):
+    _, base, full, _ = runs
+    json_path, png_path = analysis.run("convergence", [base["record"], full["record"]], str(tmp_path))
+    data = json.load(open(json_path))
+    assert [r["epochs"] for r in data["runs"]] == [[0, 1, 2], [0, 1, 2]] and os.path.getsize(png_path) > 1000
+    assert data["runs"][1]["label"] == "HyperLLM_HGCF (Structural)"
+
+
+def test_dendrogram_clusters_the_same_items_of_two_models(runs, tmp_path):
+    _, base, full, _ = runs
+    json_path, png_path = analysis.run("dendrogram", [base["checkpoint"], full["checkpoint"]], str(tmp_path),
+                                       items=20, clusters=3)
+    data = json.load(open(json_path))
+    assert len(data["items"]) == 20 and [len(m["linkage"]) for m in data["models"]] == [19, 19]
+    assert all(sum(m["cluster_sizes"]) == 20 and len(m["cluster_sizes"]) == 3 for m in data["models"])
+    assert os.path.getsize(png_path) > 1000
+
+
+def test_ablation_shows_a_diverged_run_as_diverged(runs, tmp_path):
+    _, base, full, diverged = runs
+    json_path, png_path = analysis.run("ablation", [base["record"], full["record"], diverged], str(tmp_path))
+    rows = json.load(open(json_path))["rows"]
+    assert [r["recall@20"] is None for r in rows] == [False, False, True]
+    assert "loss term 'tag' is nan" in rows[2]["diverged"] and os.path.getsize(png_path) > 1000
+
+
+def test_bad_inputs_name_the_problem(runs, tmp_path):
+    root, base, full, _ = runs
+    with pytest.raises(ConfigError, match="unknown analysis 'group'"):
+        analysis.run("group", [base["checkpoint"]], str(tmp_path))
+    progress = json.load(open(base["record"]))["progress_file"]
+    with pytest.raises(AnalysisError, match="is not a best-model checkpoint"):
+        analysis.run("groups", [progress], str(tmp_path))
+    other = {"dataset": "ml-100k", "data_path": "/d/ml-100k", "benchmark_filename": None, "seed": 1}
+    mine = dict(other, dataset="toy", data_path="/d/toy")
+    with pytest.raises(AnalysisError, match="b.pth is a run on ml-100k .*, but a.pth is on toy"):
+        analysis.same_data(["a.pth", "b.pth"], [mine, other])
+    with pytest.raises(AnalysisError, match="dendrogram compares two models; got 1"):
+        analysis.run("dendrogram", [base["checkpoint"]], str(tmp_path))
+    with pytest.raises(AnalysisError, match="nothing.pth not found"):
+        analysis.run("groups", [str(root / "nothing.pth")], str(tmp_path))

@@ -55,6 +55,8 @@ def main(argv=None):
     parser.add_argument("--cpus", type=int, default=None, help="CPUs Ray may use (--tool=Ray; default: all)")
     args, unknown = parser.parse_known_args(argv)
     config_files = args.config_files.strip().split(" ") if args.config_files else None
+    if args.max_evals < 1:
+        raise ConfigError(f"--max_evals is {args.max_evals}; it must be at least 1")
     check_search_space(args.params_file, args.model, args.dataset)
     fixed = prepare_inputs(args.model, args.dataset, config_files, fixed_overrides(unknown))  # once, before trials
     if args.tool == "Ray":

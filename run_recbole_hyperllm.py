@@ -32,7 +32,12 @@ if __name__ == "__main__":
     parser.add_argument("--ip", default="localhost")
     parser.add_argument("--port", default="5678")
     parser.add_argument("--offset", type=int, default=0, help="rank of this machine's first process")
-    args, _ = parser.parse_known_args()
+    args, rest = parser.parse_known_args()
+    loose = [a for a in rest if not (a.startswith("--") and "=" in a)]
+    if loose:  # RecBole would only warn and train something else (the default model, the default epochs)
+        print(f"error: command-line argument {loose[0]!r} is not --key=value; write e.g. --model=HGCF --epochs=10",
+              file=sys.stderr)
+        sys.exit(2)
     config_files = args.config_files.strip().split(" ") if args.config_files else None
     try:
         overrides = prepare_inputs(args.model, args.dataset, config_files)  # e.g. ml-100k's inputs, on first use

@@ -317,7 +317,7 @@ def default_labels(kind, paths):
     return labels
 
 
-def run(kind, paths, out, labels=None, **options):
+def run(kind, paths, out, labels=None, command=None, **options):
     """Compute ``kind`` over ``paths``, write ``<out>/<kind>.json`` and ``<out>/<kind>.png``; returns both paths."""
     if kind not in KINDS:
         raise ConfigError(f"unknown analysis {kind!r}; use one of {KINDS}")
@@ -332,8 +332,9 @@ def run(kind, paths, out, labels=None, **options):
     os.makedirs(out, exist_ok=True)
     json_path, png_path = os.path.join(out, f"{kind}.json"), os.path.join(out, f"{kind}.png")
     with open(json_path, "w", encoding="utf-8") as handle:
-        json.dump({**data, "command": " ".join(["python -m recbole_hyperllm.analysis", kind, *sys.argv[2:]])
-                   if sys.argv and sys.argv[0].endswith("analysis.py") else None}, handle, indent=1)
+        if command is None and sys.argv and sys.argv[0].endswith("analysis.py"):
+            command = " ".join(["python -m recbole_hyperllm.analysis", *sys.argv[1:]])
+        json.dump({**data, "command": command}, handle, indent=1)
     try:
         import matplotlib
         matplotlib.use("Agg")

@@ -95,11 +95,12 @@ def _parse_floats(path, column, values):
         raise AtomicFileError(f"{path}: {column} holds values that are not numbers") from None
 
 
-def check_interactions(path, user_field="user_id", item_field="item_id"):
+def check_interactions(path, user_field="user_id", item_field="item_id", warn=None):
     """A ``.inter`` file RecBole can train on, else AtomicFileError naming the line: user and item columns
     of type token, at least one row, every row with the header's number of tab-separated columns (a line
-    split by spaces would otherwise become one phantom user), no empty user or item, numbers in float
-    columns. Returns the number of rows."""
+    split by spaces would otherwise become one phantom user), no empty user or item and none with spaces
+    around it (another user to RecBole), numbers in float columns. Repeated (user, item) rows, which
+    RecBole keeps, are counted in one ``warn`` line. Returns the set of item tokens."""
     header = read_header(path)
     names = [name for name, _ in header]
     for field in (user_field, item_field):
@@ -109,7 +110,7 @@ def check_interactions(path, user_field="user_id", item_field="item_id"):
                                   "USER_ID_FIELD / ITEM_ID_FIELD to yours)")
     required = [names.index(user_field), names.index(item_field)]
     floats = [i for i, (_, kind) in enumerate(header) if kind == "float"]
-    rows = 0
+    rows, pairs, repeated = 0, set(), 0
     with open(path, encoding="utf-8") as handle:
         next(handle)
         for line_number, line in enumerate(handle, start=2):
@@ -123,13 +124,22 @@ def check_interactions(path, user_field="user_id", item_field="item_id"):
             for i in required:
                 if not values[i].strip():
                     raise AtomicFileError(f"{path}, line {line_number}: {names[i]} is empty")
+                if values[i] != values[i].strip():
+                    raise AtomicFileError(f"{path}, line {line_number}: {names[i]} {values[i]!r} has spaces around it "
+                                          "(RecBole would read another token); remove them")
             for i in floats:
                 if values[i] and not _is_number(values[i]):
                     raise AtomicFileError(f"{path}, line {line_number}: {names[i]} is not a number: {values[i][:60]!r}")
             rows += 1
+            pair = (values[required[0]], values[required[1]])
+            repeated += pair in pairs
+            pairs.add(pair)
     if not rows:
         raise AtomicFileError(f"{path}: no interactions after the header; the file is empty")
-    return rows
+    if repeated and warn is not None:
+        warn(f"{path}: {repeated} rows repeat a (user, item) pair of an earlier row; RecBole keeps them (remove "
+             "them unless repeats are meant)")
+    return {item for _, item in pairs}
 
 
 def _is_number(text):

@@ -120,16 +120,38 @@ def _suggestion(key, candidates):
     return f"did you mean '{near[0]}'? " if near else ""
 
 
+SEARCH_KINDS = ("choice", "uniform", "loguniform", "quniform")
+
+
 def check_search_space(params_file, model_name, dataset):
-    """Every key a RecBole ``.hyper`` search space tunes is read by the model (a key of another model would
-    only repeat the same run); the error names the file and line."""
+    """Every line of a RecBole ``.hyper`` search space is ``key kind values`` over a key the model reads (a key
+    of another model would only repeat the same run); the error names the file and line."""
+    import ast
+
     known = known_keys(model_name, dataset)
-    with open(params_file, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            key = line.split()[0] if line.strip() else None
-            if key is not None and key not in known:
-                raise ConfigError(f"{params_file}, line {number}: '{key}' is not read by {model_name}, so tuning it "
-                                  f"changes nothing: {_suggestion(key, known)}remove the line or fix the key")
+    owners = other_model_keys()
+    try:
+        lines = open(params_file, encoding="utf-8").read().splitlines()
+    except OSError as error:
+        raise ConfigError(f"--params_file {params_file}: {error.strerror}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{params_file}, line {number}"
+        parts = line.split(maxsplit=2)
+        if len(parts) < 3 or parts[1] not in SEARCH_KINDS:
+            raise ConfigError(f"{where}: {line.strip()!r} is not 'key kind values' with kind in {SEARCH_KINDS}")
+        key, kind, values = parts
+        try:
+            parsed = ast.literal_eval(values) if kind == "choice" else [float(v) for v in values.split(",")]
+        except (ValueError, SyntaxError):
+            parsed = None
+        if kind == "choice" and not isinstance(parsed, list) or kind != "choice" and parsed is None:
+            raise ConfigError(f"{where}: {values!r} is not a list like [0.1, 0.5] (choice) or numbers like 0.1,0.5")
+        if key not in known:
+            owner = f"it is a key of {', '.join(owners[key][:4])}; " if key in owners else _suggestion(key, known)
+            raise ConfigError(f"{where}: '{key}' is not read by {model_name}, so tuning it changes nothing: "
+                              f"{owner}remove the line or fix the key")
 
 
 def check_known_keys(config, config_file_list, warn):
@@ -162,7 +184,35 @@ def _number(config, key, minimum=0.0, strict=True):
         raise ConfigError(f"config key '{key}' is {value!r}; it must be a number {'>' if strict else '>='} {minimum:g}")
 
 
+def _choice(config, key, allowed):
+    if config[key] not in allowed:
+        raise ConfigError(f"config key '{key}' is {config[key]!r}; use one of {allowed}")
+
+
+def _fraction(config, key):
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ConfigError(f"config key '{key}' is {value!r}; it must be a number in [0, 1)")
+
+
+def _dataset_name(config, key):
+    name = str(config[key])
+    if not name or "/" in name or "\\" in name or name.strip() != name:
+        raise ConfigError(f"config key 'dataset' is {name!r}: a dataset name is a folder name under data_path, "
+                          f"without slashes or spaces (e.g. --dataset={name.strip().strip('/').split('/')[-1]})")
+
+
+def _benchmark_files(config, key):
+    value = config[key]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"config key 'benchmark_filename' is {value!r}; it must be a list of file parts, on the "
+                          "command line quoted: --benchmark_filename=\"['train','valid','test']\"")
+
+
 GENERAL_RULES = {  # any model, RecBole's included: key -> check
+    "seed": lambda c, k: _integer(c, k, 0),
+    "dataset": _dataset_name,
+    "benchmark_filename": _benchmark_files,
     "epochs": lambda c, k: _integer(c, k, 1),
     "train_batch_size": lambda c, k: _integer(c, k, 1),
     "eval_batch_size": lambda c, k: _integer(c, k, 1),
@@ -181,10 +231,19 @@ PLUGIN_RULES = {  # this plugin's hyperbolic models
     "meta_epochs": lambda c, k: _integer(c, k, 1),
     "meta_stopping_step": lambda c, k: _integer(c, k, 1),
     "num_experts": lambda c, k: _integer(c, k, 1),
+    "tag_margin": lambda c, k: _number(c, k),
+    "meta_margin": lambda c, k: _number(c, k),
+    "cl_temperature": lambda c, k: _number(c, k),
+    "cl_weight": lambda c, k: _number(c, k, strict=False),
+    "num_neg": lambda c, k: _integer(c, k, 1),
+    "ssl_ratio": _fraction,
+    "embedding_space": lambda c, k: _choice(c, k, ("manifold", "tangent")),
+    "test_mask": lambda c, k: _choice(c, k, ("train_valid", "train")),
+    "hgch_init": lambda c, k: _choice(c, k, ("uniform", "pop")),
 }
 
 
-def check_values(config, plugin_model):
+def check_values(config, plugin_model, warn=print):
     rules = dict(GENERAL_RULES, **(PLUGIN_RULES if plugin_model else {}))
     for key, rule in rules.items():
         if config[key] is not None:
@@ -194,6 +253,9 @@ def check_values(config, plugin_model):
     if learner not in learners:
         raise ConfigError(f"config key 'learner' is {config['learner']!r}; use one of {learners}")
     check_metrics(config, plugin_model)
+    if plugin_model and learner not in RIEMANNIAN_LEARNERS and (config["embedding_space"] or "manifold") == "manifold":
+        warn(f"learner '{learner}' moves the points off the manifold (embedding_space: manifold); use rsgd or "
+             "radam, or embedding_space: tangent")
 
 
 def check_metrics(config, plugin_model):
@@ -239,5 +301,5 @@ def validate_config(config, config_file_list=None, warn=print):
 
     plugin_model = config["model"] in MODELS
     check_known_keys(config, config_file_list, warn)
-    check_values(config, plugin_model)
+    check_values(config, plugin_model, warn)
     check_checkpoint_dir(config)

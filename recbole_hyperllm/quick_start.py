@@ -40,6 +40,10 @@ def create_config(model, dataset, config_file_list=None, config_dict=None):
         from recbole.evaluator.register import metrics_dict
         raise ConfigError(f"config key 'metrics' names ['{unknown.group(1)}'], which RecBole does not compute; use "
                           f"some of {sorted(metrics_dict)}") from None
+    except SyntaxError as error:  # RecBole: the same --key given twice with different values
+        raise ConfigError(f"{error.msg}: give each --key=value once") from None
+    except ValueError as error:  # RecBole's own value checks (e.g. topk)
+        raise ConfigError(f"RecBole refused the configuration: {error}") from None
     if dataset == BUNDLED:  # RecBole reads its bundled copy for this name; the plugin reads <data_path>/ml-100k
         config["data_path"] = os.path.join(config.external_config_dict.get("data_path") or "dataset", dataset)
     return config
@@ -51,7 +55,7 @@ def preflight(model, dataset, config_file_list=None, config_dict=None):
     warnings = []
     validate_config(config, config_file_list, warn=warnings.append)
     progress = resume_state(config)
-    check_inputs(config)
+    check_inputs(config, warn=warnings.append)
     return config, warnings, progress
 
 
@@ -66,12 +70,19 @@ def resume_state(config):
     return read_progress_file(config["resume_from"], config["model"], config["dataset"])
 
 
-def check_inputs(config):
-    """The interactions (``atomic.check_interactions``) and the model's side files, before any data is loaded."""
+def check_inputs(config, warn=print):
+    """The interactions (``atomic.check_interactions``) and the model's side files, before any data is loaded;
+    the largest ``topk`` must leave items to rank."""
     check_side_files(config)
+    items = set()
     for path in atomic.interaction_files(config["data_path"], config["dataset"], config["benchmark_filename"]):
         if os.path.isfile(path):
-            atomic.check_interactions(path, config["USER_ID_FIELD"], config["ITEM_ID_FIELD"])
+            items |= atomic.check_interactions(path, config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], warn)
+    topk = config["topk"] if isinstance(config["topk"], list) else [config["topk"]]
+    if items and max(topk) > len(items):
+        raise ConfigError(f"config key 'topk' is {config['topk']}, but the interactions hold {len(items)} items: "
+                          f"use values up to {len(items)}, e.g. --topk=\"[{max(1, len(items) // 4)}]\" with a "
+                          "matching valid_metric")
 
 
 def check_side_files(config):
@@ -105,12 +116,18 @@ def use_test_protocol(config, valid_data, test_data):
     """``test_mask: train`` masks only training items at test time (the authors' code);
     RecBole's default (``train_valid``) also masks validation items.
 
-    Returns {mask: history} for both protocols, so the other one can be evaluated too.
+    Returns {mask: history} for both protocols, so the other one can be evaluated too. The training-only
+    history is the validation loader's, whose users without validation rows RecBole leaves at None: theirs
+    is the test history less their validation items, which they have none of, so the test history itself.
     """
     mode = config["test_mask"] or "train_valid"
     if mode not in TEST_MASKS:
-        raise ValueError(f"config key 'test_mask' is {mode!r}; use 'train_valid' (RecBole) or 'train' (authors)")
-    histories = {"train_valid": test_data.uid2history_item, "train": valid_data.uid2history_item}
+        raise ConfigError(f"config key 'test_mask' is {mode!r}; use 'train_valid' (RecBole) or 'train' (authors)")
+    train_only = valid_data.uid2history_item.copy()
+    for user, history in enumerate(train_only):
+        if history is None:
+            train_only[user] = test_data.uid2history_item[user]
+    histories = {"train_valid": test_data.uid2history_item, "train": train_only}
     test_data.uid2history_item = histories[mode]
     return histories
 

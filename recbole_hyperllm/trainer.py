@@ -239,7 +239,12 @@ class HyperbolicTrainer(TrustedCheckpoints, Trainer):
 
     def resume_progress(self, state):
         """Continue a run from the state ``read_progress_file`` checked (a file of ``save_progress``)."""
-        self._restore(state, with_optimizer=True)
+        try:
+            self._restore(state, with_optimizer=True)
+        except (RuntimeError, ValueError) as error:  # load_state_dict: other sizes or parameters
+            reason = str(error).splitlines()[1 if len(str(error).splitlines()) > 1 else 0].strip()[:160]
+            raise CheckpointError(f"resume_from: {state['progress_file']} was trained with other settings ({reason}); "
+                                  "resume with the interrupted run's settings (embedding_size, n_layers, ...)") from None
         self.start_epoch = state["next_epoch"]
         self.cur_step = state["cur_step"]
         self.best_valid_score = state["best_valid_score"]

@@ -149,13 +149,13 @@ def test_missing_semantic_embedding_row_is_reported(toy):
         get_model("HyperLLM_HGCF")(config, create_dataset(config).build()[0])
 
 
-def test_nan_loss_stops_with_the_term_and_step_and_no_metrics(toy):
+def test_a_non_finite_loss_stops_with_the_term_and_step_and_no_metrics(toy):
     tmp_path, config = toy
-    with pytest.raises(DivergenceError, match=r"loss term 'tag' is nan at epoch 0, batch 0"):
+    with pytest.raises(DivergenceError, match=r"loss term 'tag' is inf at epoch 0, batch 0"):
         run_recbole_hyperllm("HyperLLM_HGCF", "toy", config_dict=dict(config, variant="Structural",
-                                                                       tag_margin=float("nan")))
-    out = run_script(tmp_path, "--variant=Structural", "--tag_margin=float('nan')")
-    assert out.returncode == 2 and "loss term 'tag' is nan at epoch 0, batch 0" in out.stderr
+                                                                       tag_margin=1e38))
+    out = run_script(tmp_path, "--variant=Structural", "--tag_margin=1e38")
+    assert out.returncode == 2 and "loss term 'tag' is inf at epoch 0, batch 0" in out.stderr
     assert "test result" not in out.stdout + out.stderr
     refused = run_script(tmp_path, "--variant=Base", "--margin=float('nan')")  # refused before any data is read
     assert refused.returncode == 2 and refused.stderr == "error: config key 'margin' is nan; it must be a number > 0\n"

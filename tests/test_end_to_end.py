@@ -131,17 +131,32 @@ def test_run_hyper_tries_each_point_of_a_search_space(toy):
     assert "margin:0.1" in text and "margin:0.5" in text and "recall@20" in text
 
 
-def test_an_interrupted_run_resumes_from_its_progress_checkpoint(toy):
+def test_an_interrupted_run_resumes_from_its_progress_checkpoint(toy, monkeypatch):
+    import shutil
+
+    from recbole_hyperllm.trainer import HyperbolicTrainer
+
     tmp_path, config = toy
+    interrupted = tmp_path / "interrupted-last.pth"
+    save = HyperbolicTrainer.save_progress
+
+    def save_and_keep_the_first(trainer, next_epoch):  # the file a crash during epoch 1 would leave
+        save(trainer, next_epoch)
+        if next_epoch == 1:
+            shutil.copy(trainer.progress_file, interrupted)
+
+    monkeypatch.setattr(HyperbolicTrainer, "save_progress", save_and_keep_the_first)
     first = run_recbole_hyperllm("HGCF", "toy", config_dict=dict(config, epochs=2))
     progress = [p for p in os.listdir(tmp_path / "saved") if p.endswith("-last.pth")]
-    assert len(progress) == 1  # the state after epoch 0, written when epoch 1 started
-    state = torch.load(tmp_path / "saved" / progress[0], weights_only=False)
-    assert state["next_epoch"] == 1 and len(state["valid_history"]) == 1
+    assert len(progress) == 1
+    finished = torch.load(tmp_path / "saved" / progress[0], weights_only=False)
+    assert finished["next_epoch"] == 2 and len(finished["valid_results"]) == 2  # a finished run keeps its history
+    state = torch.load(interrupted, weights_only=False)
+    assert state["next_epoch"] == 1 and len(state["valid_history"]) == 1  # the state after epoch 0
     state["best_valid_score"] = 123.0  # a score no run reaches: proves the state was restored
-    torch.save(state, tmp_path / "saved" / progress[0])
-    resumed = run_recbole_hyperllm("HGCF", "toy", config_dict=dict(
-        config, epochs=3, resume_from=str(tmp_path / "saved" / progress[0])))
+    torch.save(state, interrupted)
+    monkeypatch.setattr(HyperbolicTrainer, "save_progress", save)
+    resumed = run_recbole_hyperllm("HGCF", "toy", config_dict=dict(config, epochs=3, resume_from=str(interrupted)))
     assert resumed["best_valid_score"] == 123.0
     assert resumed["epochs"] == 3  # epoch 0 from the checkpoint, epochs 1 and 2 trained now
     assert first["epochs"] == 2 and set(resumed["test_result"]) == set(first["test_result"])

@@ -132,12 +132,85 @@ def check(config, model="HGCF", files=None, warn=print):
                        "'sparse_adam', 'rsgd', 'radam')"),
     ("valid_metric", "recall@50", "config key 'valid_metric' names ['recall@50'], which is not computed"),
     ("metrics", ["Recall", "Accuracy"], "config key 'metrics' names ['Accuracy'], which RecBole does not compute"),
+    ("seed", "abc", "config key 'seed' is 'abc'; it must be an integer >= 0"),
+    ("tag_margin", -1, "config key 'tag_margin' is -1; it must be a number > 0"),
+    ("cl_temperature", 0, "config key 'cl_temperature' is 0; it must be a number > 0"),
+    ("num_neg", 0, "config key 'num_neg' is 0; it must be an integer >= 1"),
+    ("ssl_ratio", 1, "config key 'ssl_ratio' is 1; it must be a number in [0, 1)"),
+    ("embedding_space", "foo", "config key 'embedding_space' is 'foo'; use one of ('manifold', 'tangent')"),
+    ("benchmark_filename", "[train,valid]", "config key 'benchmark_filename' is '[train,valid]'; it must be a list"),
+    ("topk", 0, "RecBole refused the configuration: topk must be a positive integer"),
 ])
 def test_values_that_cannot_train_are_refused(toy, key, value, message):
     _, config = toy
     with pytest.raises(ConfigError) as error:
         check(dict(config, **{key: value}))
     assert str(error.value).startswith(message)
+
+
+def test_a_dataset_name_with_a_slash_is_refused(toy):
+    _, config = toy
+    with pytest.raises(ConfigError, match=r"config key 'dataset' is 'toy/': .* \(e.g. --dataset=toy\)"):
+        validate_config(create_config("HGCF", "toy/", config_dict=dict(config)))
+
+
+def test_a_euclidean_learner_on_manifold_points_is_a_warning(toy):
+    _, config = toy
+    warnings = []
+    check(dict(config, learner="adam"), warn=warnings.append)
+    assert any(w.startswith("learner 'adam' moves the points off the manifold") for w in warnings)
+
+
+def test_loose_or_repeated_command_line_arguments_are_refused(toy):
+    tmp_path, _ = toy
+    loose = script(tmp_path, "--epochs", "1")
+    assert loose.returncode == 2 and loose.stderr == ("error: command-line argument '--epochs' is not --key=value; "
+                                                      "write e.g. --model=HGCF --epochs=10\n")
+    twice = script(tmp_path, "--epochs=2")  # script() already gives --epochs=1
+    assert twice.returncode == 2 and "give each --key=value once" in twice.stderr
+
+
+def test_topk_above_the_number_of_items_is_refused_before_training(toy):
+    _, config = toy
+    with pytest.raises(ConfigError, match=r"config key 'topk' is \[10, 50\], but the interactions hold 30 items"):
+        run_recbole_hyperllm("HGCF", "toy", config_dict=dict(config, topk=[10, 50], valid_metric="recall@10"))
+
+
+def test_a_test_user_without_validation_rows_is_evaluated_under_both_masks(toy):
+    tmp_path, config = toy
+    folder = tmp_path / "toy"
+    rows = (folder / "toy.inter").read_text().splitlines()
+    header, body = rows[0], rows[1:]
+    parts = {"train": body[0::3] + body[1::3], "valid": [r for r in body[2::6] if not r.startswith("u0\t")],
+             "test": body[5::6]}
+    for name, lines in parts.items():
+        (folder / f"toy.{name}.inter").write_text("\n".join([header] + lines) + "\n")
+    result = run_recbole_hyperllm("HGCF", "toy", config_dict=dict(
+        config, epochs=1, benchmark_filename=["train", "valid", "test"]))
+    assert result["test_result_other_mask"]["test_mask"] == "train" and "recall@20" in result["test_result"]
+
+
+def test_a_resume_with_other_sizes_names_the_setting(toy, monkeypatch):
+    tmp_path, config = toy
+    progress = first_run_in(tmp_path / "a", config, monkeypatch)
+    with pytest.raises(CheckpointError, match=r"was trained with other settings \(.*\); resume with the interrupted "
+                                              r"run's settings"):
+        run_recbole_hyperllm("HGCF", "toy", config_dict=dict(config, embedding_size=16, resume_from=str(progress)))
+
+
+@pytest.mark.parametrize("line, message", [
+    ("margin choise [0.1]", "'margin choise [0.1]' is not 'key kind values' with kind in"),
+    ("margin choice [0.1", "'[0.1' is not a list like [0.1, 0.5]"),
+    ("kd_weight choice [0.1]", "'kd_weight' is not read by HGCF, so tuning it changes nothing: it is a key of RLMRecCon"),
+])
+def test_a_bad_search_space_line_names_file_and_line(toy, line, message):
+    from recbole_hyperllm.config_check import check_search_space
+    tmp_path, _ = toy
+    space = tmp_path / "space.hyper"
+    space.write_text(f"margin choice [0.1,0.5]\n{line}\n")
+    with pytest.raises(ConfigError) as error:
+        check_search_space(str(space), "HGCF", "toy")
+    assert str(error.value).startswith(f"{space}, line 2: ") and message in str(error.value)
 
 
 def test_a_misspelt_key_is_refused_with_the_nearest_key(toy):
@@ -214,6 +287,7 @@ def test_every_key_the_plugin_reads_is_known():
                                                                    "separate the columns with tabs"),
     ("user_id:token\titem_id:token\trating:float\n1\t2\tfive\n", "line 2: rating is not a number: 'five'"),
     ("user_id:token\titem_id:token\n1\t\n", "line 2: item_id is empty"),
+    ("user_id:token\titem_id:token\n1 \t2\n", "line 2: user_id '1 ' has spaces around it"),
 ])
 def test_bad_interactions_are_refused_with_file_and_line(tmp_path, content, message):
     path = tmp_path / "x.inter"
@@ -221,6 +295,15 @@ def test_bad_interactions_are_refused_with_file_and_line(tmp_path, content, mess
     with pytest.raises(AtomicFileError) as error:
         check_interactions(str(path))
     assert str(error.value).startswith(f"{path}") and message in str(error.value)
+
+
+def test_repeated_interactions_are_counted_in_a_warning(tmp_path):
+    path = tmp_path / "x.inter"
+    path.write_text("user_id:token\titem_id:token\n1\t2\n1\t3\n1\t2\n2\t2\n")
+    warnings = []
+    assert check_interactions(str(path), warn=warnings.append) == {"2", "3"}
+    assert warnings == [f"{path}: 1 rows repeat a (user, item) pair of an earlier row; RecBole keeps them (remove "
+                        "them unless repeats are meant)"]
 
 
 def test_a_backbone_run_on_bad_interactions_exits_2_before_training(toy):

@@ -1,0 +1,122 @@
+"""The paper's Figures 2-5 for one dataset: trains the runs each figure needs (resuming: a run whose record
+exists is not trained again) and draws them with ``python -m recbole_hyperllm.analysis``.
+
+    python benchmarks/figures.py --dataset ml-100k [--set epochs=150 ...] [--workdir /tmp/figures] \\
+        [--out benchmarks/results/figures_ml100k]
+
+Runs (seed 2020, the plugin's defaults plus ``--set``; ml-100k's inputs made offline by the run scripts' step):
+Figure 2 (ablation, HGCF): HyperLLM, w/o Meta, only Semantic, w/o Semantic (variant Structural), w/o
+Structural (variant Semantic), w/o CL, and Base (HGCF); Figure 3 (convergence): Base, w/o Meta, HyperLLM over
+HGCF; Figure 4 (groups): HGCF vs HyperLLM_HGCF; Figure 5 (dendrogram): HRCF vs HyperLLM_HRCF. Every run is
+its own process. ``--out`` gets the four PNG/JSON pairs and ``runs.json`` (each run's record path, metrics,
+command, commit, date and machine).
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+RUNS = {  # name -> (model, settings)
+    "Base": ("HGCF", {}),
+    "HyperLLM": ("HyperLLM_HGCF", {}),
+    "w/o Meta": ("HyperLLM_HGCF", {"ablation": "wo_meta"}),
+    "only Semantic": ("HyperLLM_HGCF", {"ablation": "only_semantic"}),
+    "w/o Semantic": ("HyperLLM_HGCF", {"variant": "Structural"}),
+    "w/o Structural": ("HyperLLM_HGCF", {"variant": "Semantic"}),
+    "w/o CL": ("HyperLLM_HGCF", {"ablation": "wo_cl"}),
+    "HRCF": ("HRCF", {}),
+    "HyperLLM_HRCF": ("HyperLLM_HRCF", {}),
+}
+FIGURES = {
+    "ablation": ["HyperLLM", "w/o Meta", "only Semantic", "w/o Semantic", "w/o Structural", "w/o CL", "Base"],
+    "convergence": ["Base", "w/o Meta", "HyperLLM"],
+    "groups": ["Base", "HyperLLM"],
+    "dendrogram": ["HRCF", "HyperLLM_HRCF"],
+}
+
+
+def parse_value(text):
+    import yaml
+    return yaml.safe_load(text)
+
+
+def train(name, dataset, workdir, extra):
+    """One run in its own process (the run script's API); its record path or the divergence."""
+    from reproduce_table3 import run_in_subprocess
+
+    model, settings = RUNS[name]
+    config = dict(extra, **settings, data_path=workdir, checkpoint_dir=os.path.join(workdir, "saved"),
+                  show_progress=False)
+    result = run_in_subprocess(model, config, None, dataset=dataset, target=_run)
+    return {"model": model, "settings": settings, **result}
+
+
+def _run(model, config, _files, results, dataset):
+    from dataset_tools.default_data import prepare_inputs
+    from recbole_hyperllm.errors import DivergenceError
+    from recbole_hyperllm.quick_start import run_recbole_hyperllm
+
+    overrides = prepare_inputs(model, dataset, None, config)
+    try:
+        result = run_recbole_hyperllm(model, dataset, None, overrides)
+        results.put({"record": result["record"], "test_result": result["test_result"],
+                     "best_epoch": result["best_epoch"], "epochs": result["epochs"]})
+    except DivergenceError as error:
+        saved = os.path.join(config["checkpoint_dir"])
+        records = sorted(Path(saved).glob(f"{model}-*-result.json"), key=os.path.getmtime)
+        results.put({"diverged": str(error), "record": str(records[-1]) if records else None})
+
+
+def stamp(argv):
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return {"command": "python benchmarks/figures.py " + " ".join(argv), "commit": commit,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
+
+
+def main(argv=None):
+    from recbole_hyperllm import analysis
+
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--workdir", default="/tmp/figures")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "figures_ml100k"))
+    parser.add_argument("--figures", default=",".join(FIGURES))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    extra = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    extra.setdefault("seed", 2020)
+    os.makedirs(args.out, exist_ok=True)
+    runs_file = Path(args.out) / "runs.json"
+    runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
+    wanted = args.figures.split(",")
+    for name in dict.fromkeys(n for figure in wanted for n in FIGURES[figure]):
+        if name in runs and runs[name].get("record") and os.path.isfile(runs[name]["record"]):
+            continue
+        print(f"training {name} ...", flush=True)
+        runs[name] = {**train(name, args.dataset, args.workdir, extra), **stamp(argv)}
+        runs_file.write_text(json.dumps(runs, indent=1))
+        print(f"{name}: {runs[name].get('test_result') or runs[name].get('diverged') or runs[name].get('error')}", flush=True)
+    for figure in wanted:
+        names = FIGURES[figure]
+        failed = [n for n in names if not runs[n].get("record")]
+        if failed:
+            print(f"{figure} not drawn: {failed[0]} left no record ({runs[failed[0]].get('error')})")
+            continue
+        inputs = [runs[n]["record"] if figure in ("ablation", "convergence") else
+                  json.loads(Path(runs[n]["record"]).read_text())["checkpoint"] for n in names]
+        print(figure, *analysis.run(figure, inputs, args.out, labels=names, command=stamp(argv)["command"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -37,14 +37,20 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 class PartTimer:
-    """Wall-clock seconds per named part; nested timed calls count for the outermost one."""
+    """Wall-clock seconds per named part and step; nested timed calls count for the outermost one, and a part
+    called several times in one step (HyperLLM propagates and ranks twice) counts the sum of its calls."""
 
     def __init__(self):
-        self.times = {}
+        self.times = {}   # part -> {step: seconds}
         self._depth = 0
+        self.step = 0
+
+    def begin_step(self):
+        self.step += 1
 
     def record(self, name, seconds):
-        self.times.setdefault(name, []).append(seconds)
+        per_step = self.times.setdefault(name, {})
+        per_step[self.step] = per_step.get(self.step, 0.0) + seconds
 
     def wrap(self, owner, attribute, name=None):
         """Replace ``owner.attribute`` (a callable) by a timed version, if it exists."""
@@ -72,9 +78,10 @@ class PartTimer:
         return value
 
     def step_parts(self, steps):
-        """{part: seconds per step}: the median over steps of each part's per-step total."""
-        return {name: statistics.median(values[-steps:]) if len(values) >= steps else sum(values) / steps
-                for name, values in self.times.items()}
+        """{part: seconds per step}: the median over the steps 1..steps of each part's per-step total (0 in a
+        step where the part did not run)."""
+        return {name: statistics.median(per_step.get(step, 0.0) for step in range(1, steps + 1))
+                for name, per_step in self.times.items()}
 
 
 def instrument(net, timer):
@@ -117,6 +124,7 @@ def profile(model, workdir, data, steps):
     for interaction in train:
         if measured == steps:
             break
+        timer.begin_step()
         losses = timer.call("forward", lambda: net.calculate_loss(interaction))
         loss = sum(losses) if isinstance(losses, tuple) else losses
         timer.call("backward", loss.backward)

@@ -266,3 +266,24 @@ def test_rlmrec_terms_follow_the_backbone_loss_reduction(toy, model, term):
         out = net.backbone.propagate(inputs, net.backbone.ui_graph)
         values.append(net.framework_losses(inputs, out, batch, context)[term].item())
     assert values[0] == pytest.approx(values[1] / len(batch), rel=1e-5)
+
+
+@pytest.mark.parametrize("rows, candidates", [(300, 300), (70, 1500)])
+def test_chunked_cosine_infonce_equals_autograd_on_the_whole_matrix(rows, candidates, monkeypatch):
+    """RLMRec-Con's log-sum-exp in row chunks with its gradient formed in one pass: same value and gradients."""
+    from recbole_hyperllm.model.rlmrec import rlmrec
+
+    monkeypatch.setattr(rlmrec, "LSE_CHUNK", 64)  # several chunks, the last one partial
+
+    torch.manual_seed(3)
+    inputs = [torch.randn(rows, 6, dtype=torch.float64), torch.randn(rows, 6, dtype=torch.float64),
+              torch.randn(candidates, 6, dtype=torch.float64)]
+    results = []
+    for function in (rlmrec.cosine_infonce, rlmrec.cosine_infonce_reference):
+        leaves = [x.clone().requires_grad_() for x in inputs]
+        value = function(*leaves, 0.2)
+        results.append((value.detach(), torch.autograd.grad(value, leaves)))
+    (fused, fused_grads), (plain, plain_grads) = results
+    torch.testing.assert_close(fused, plain)
+    for mine, theirs in zip(fused_grads, plain_grads):
+        torch.testing.assert_close(mine, theirs)

@@ -147,10 +147,19 @@ def peak_rss_mb():
 
 
 def init_logger_safely(config):
-    """RecBole's ``init_logger``, with its ``./log/<model>`` folders made first: RecBole checks then
-    creates them, so two runs started together in one folder race and one dies (FileExistsError)."""
+    """RecBole's ``init_logger``, with its ``./log/<model>`` folders made first (RecBole checks then creates
+    them, so two runs started together in one folder race and one dies: FileExistsError) and the process id
+    in the log file's name (RecBole's is the time to the second and a hash of the config, so two identical
+    runs started in the same second wrote one file)."""
+    import recbole.utils.logger as recbole_logger
+
     os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
-    init_logger(config)
+    local_time = recbole_logger.get_local_time
+    recbole_logger.get_local_time = lambda: f"{local_time()}-{os.getpid()}"
+    try:
+        init_logger(config)
+    finally:
+        recbole_logger.get_local_time = local_time
 
 
 def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config_dict=None, saved=True, queue=None):

@@ -63,6 +63,7 @@ def test_two_runs_started_together_in_one_folder_each_report_their_own_model(toy
         saved = torch.load(result["checkpoint"], weights_only=False)
         assert saved["config"]["margin"] == margin  # each run's reported model is the one it trained
     assert not [f for f in os.listdir(tmp_path / "saved") if "partial" in f]
+    assert len(os.listdir(tmp_path / "log" / "HGCF")) == 2  # one log file per run
 
 
 # ----- resume ------------------------------------------------------------------------------------------------

@@ -32,8 +32,11 @@ RIEMANNIAN_LEARNERS = {"rsgd": RiemannianSGD, "radam": RiemannianAdam}
 
 
 def check_finite_terms(losses, names, epoch_idx, batch_idx):
-    """Raise DivergenceError naming the first non-finite loss term."""
+    """Raise DivergenceError naming the first non-finite loss term. One host synchronisation per batch (all
+    terms tested at once); the terms are looked at one by one only once that test fails."""
     values = losses if isinstance(losses, tuple) else (losses,)
+    if bool(torch.isfinite(torch.stack([v.detach().reshape(()) for v in values])).all()):
+        return
     names = tuple(names or ()) + tuple(f"loss[{i}]" for i in range(len(names or ()), len(values)))
     for name, value in zip(names, values):
         if not torch.isfinite(value).all():

@@ -116,6 +116,11 @@ def test_hicf_adaptive_margin_and_informative_negative_match_direct_computation(
     drawn = net.negative_candidates(users, batch[net.NEG_ITEM_ID])
     assert drawn.shape == (users.size(0), 4) and drawn.min() >= 1 and drawn.max() < net.n_items
     assert not torch.isin(users.unsqueeze(1) * net.n_items + drawn, net.train_pair_keys).any()
+    # the accelerator path (no host synchronisation) keeps the same guarantee
+    first = torch.randint(1, net.n_items, (users.size(0), 4))
+    synced = net.redraw_without_sync(first, users.unsqueeze(1) * net.n_items, batch[net.NEG_ITEM_ID])
+    assert synced.shape == first.shape and synced.min() >= 1 and synced.max() < net.n_items
+    assert not torch.isin(users.unsqueeze(1) * net.n_items + synced, net.train_pair_keys).any()
 
 
 @pytest.mark.parametrize("model,key,other", [("HyperLLM_HRCF", "hrcf_alpha", 5.0), ("HyperLLM_HICF", "num_neg", 7)])

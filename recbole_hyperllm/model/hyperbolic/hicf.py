@@ -72,6 +72,8 @@ class HICF(HGCF):
         shape = (users.size(0), self.num_neg)
         items = torch.randint(1, self.n_items, shape, device=users.device)
         row_key = users.unsqueeze(1) * self.n_items
+        if users.device.type != "cpu":
+            return self.redraw_without_sync(items, row_key, fallback)
         for _ in range(MAX_REDRAWS):
             clash = torch.isin(row_key + items, self.train_pair_keys)
             if not clash.any():
@@ -79,6 +81,16 @@ class HICF(HGCF):
             items[clash] = torch.randint(1, self.n_items, (int(clash.sum()),), device=users.device)
         clash = torch.isin(row_key + items, self.train_pair_keys)
         return torch.where(clash, fallback.unsqueeze(1).expand(shape), items)
+
+    def redraw_without_sync(self, items, row_key, fallback):
+        """The redraws of ``negative_candidates`` with no host synchronisation (on an accelerator): always
+        MAX_REDRAWS rounds, each replacing the clashing candidates by fresh draws; the same distribution as
+        the CPU loop, which stops at the first round without a clash (another random stream)."""
+        for _ in range(MAX_REDRAWS):
+            clash = torch.isin(row_key + items, self.train_pair_keys)
+            items = torch.where(clash, torch.randint_like(items, 1, self.n_items), items)
+        clash = torch.isin(row_key + items, self.train_pair_keys)
+        return torch.where(clash, fallback.unsqueeze(1).expand_as(items), items)
 
     def pair_loss(self, out, anchors, positives, negatives, margin):
         """HICF's ranking loss; ``negatives`` is one node per triple or (triples, candidates) nodes,

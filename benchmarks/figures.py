@@ -3,6 +3,13 @@ exists is not trained again) and draws them with ``python -m recbole_hyperllm.an
 
     python benchmarks/figures.py --dataset ml-100k [--set epochs=150 ...] [--workdir /tmp/figures] \\
         [--out benchmarks/results/figures_ml100k]
+    python benchmarks/figures.py --dataset beauty --figures groups,convergence,dendrogram \\
+        [--data ../shared/data/hyperllm-official] --out benchmarks/results/figures_beauty
+
+Beauty: the authors' split and tags (converted with ``dataset_tools.from_official``), each model with its
+Beauty hyper-parameters (``properties/beauty``; HyperLLM from the released phase-1 output, as Table 3);
+the figures there are Figure 4 (groups) and a two-line Figure 3 (Base and HyperLLM: w/o Meta needs semantic
+inputs the release does not have) for HGCF, and Figure 5 for HRCF. Skips with exit 0 without the release.
 
 Runs (seed 2020, the plugin's defaults plus ``--set``; ml-100k's inputs made offline by the run scripts' step):
 Figure 2 (ablation, HGCF): HyperLLM, w/o Meta, only Semantic, w/o Semantic (variant Structural), w/o
@@ -48,25 +55,29 @@ def parse_value(text):
     return yaml.safe_load(text)
 
 
-def train(name, dataset, workdir, extra):
+BEAUTY_FIGURES = {"groups": ["Base", "HyperLLM"], "convergence": ["Base", "HyperLLM"],
+                  "dendrogram": ["HRCF", "HyperLLM_HRCF"]}
+
+
+def train(name, dataset, workdir, extra, files=None):
     """One run in its own process (the run script's API); its record path or the divergence."""
     from reproduce_table3 import run_in_subprocess
 
     model, settings = RUNS[name]
     config = dict(extra, **settings, data_path=workdir, checkpoint_dir=os.path.join(workdir, "saved"),
                   show_progress=False)
-    result = run_in_subprocess(model, config, None, dataset=dataset, target=_run)
+    result = run_in_subprocess(model, config, files(model) if files else None, dataset=dataset, target=_run)
     return {"model": model, "settings": settings, **result}
 
 
-def _run(model, config, _files, results, dataset):
+def _run(model, config, files, results, dataset):
     from dataset_tools.default_data import prepare_inputs
     from recbole_hyperllm.errors import DivergenceError
     from recbole_hyperllm.quick_start import run_recbole_hyperllm
 
-    overrides = prepare_inputs(model, dataset, None, config)
+    overrides = prepare_inputs(model, dataset, files, config)
     try:
-        result = run_recbole_hyperllm(model, dataset, None, overrides)
+        result = run_recbole_hyperllm(model, dataset, files, overrides)
         results.put({"record": result["record"], "test_result": result["test_result"],
                      "best_epoch": result["best_epoch"], "epochs": result["epochs"]})
     except DivergenceError as error:
@@ -87,27 +98,40 @@ def main(argv=None):
 
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--dataset", default="ml-100k", choices=["ml-100k", "beauty"])
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "hyperllm-official"))
     parser.add_argument("--workdir", default="/tmp/figures")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "figures_ml100k"))
     parser.add_argument("--figures", default=",".join(FIGURES))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     extra = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
-    extra.setdefault("seed", 2020)
+    figures, dataset, files, workdir = FIGURES, args.dataset, None, args.workdir
+    if args.dataset == "beauty":
+        from reproduce_table3 import DATASET, config_files, convert
+
+        if not (Path(args.data) / "beauty" / "train_matrix.npz").is_file():
+            print(f"skipped: the authors' release is not at {args.data}")
+            return 0
+        figures, dataset, files, workdir = BEAUTY_FIGURES, DATASET, config_files, convert(args.data, args.workdir)
+    else:
+        extra.setdefault("seed", 2020)
     os.makedirs(args.out, exist_ok=True)
     runs_file = Path(args.out) / "runs.json"
     runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
     wanted = args.figures.split(",")
-    for name in dict.fromkeys(n for figure in wanted for n in FIGURES[figure]):
+    unknown = [f for f in wanted if f not in figures]
+    if unknown:
+        raise SystemExit(f"--figures {unknown[0]} is not drawn for {args.dataset}; choose from {sorted(figures)}")
+    for name in dict.fromkeys(n for figure in wanted for n in figures[figure]):
         if name in runs and runs[name].get("record") and os.path.isfile(runs[name]["record"]):
             continue
         print(f"training {name} ...", flush=True)
-        runs[name] = {**train(name, args.dataset, args.workdir, extra), **stamp(argv)}
+        runs[name] = {**train(name, dataset, workdir, extra, files), **stamp(argv)}
         runs_file.write_text(json.dumps(runs, indent=1))
         print(f"{name}: {runs[name].get('test_result') or runs[name].get('diverged') or runs[name].get('error')}", flush=True)
     for figure in wanted:
-        names = FIGURES[figure]
+        names = figures[figure]
         failed = [n for n in names if not runs[n].get("record")]
         if failed:
             print(f"{figure} not drawn: {failed[0]} left no record ({runs[failed[0]].get('error')})")

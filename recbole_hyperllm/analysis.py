@@ -58,6 +58,7 @@ def load_checkpoint(path):
         raise AnalysisError(f"{path} is not a best-model checkpoint of a run (no config/state_dict); pass the "
                             "'<Model>-<stamp>.pth' a run wrote")
     config = state["config"]
+    config.compatibility_settings()  # RecBole's numpy aliases (np.float ...), set when a Config is built
     config["device"] = torch.device("cpu")
     init_seed(config["seed"], config["reproducibility"])
     train, valid, test = data_preparation(config, create_dataset(config))

@@ -97,3 +97,17 @@ def test_bad_inputs_name_the_problem(runs, tmp_path):
         analysis.run("dendrogram", [base["checkpoint"]], str(tmp_path))
     with pytest.raises(AnalysisError, match="nothing.pth not found"):
         analysis.run("groups", [str(root / "nothing.pth")], str(tmp_path))
+
+
+def test_the_command_line_draws_groups_in_a_fresh_process(runs, tmp_path):
+    """A fresh process builds no RecBole Config before reading the checkpoint (RecBole's numpy aliases)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    _, base, full, _ = runs
+    done = subprocess.run([sys.executable, "-m", "recbole_hyperllm.analysis", "groups", base["checkpoint"],
+                           full["checkpoint"], "--out", str(tmp_path), "--labels", "HGCF,HyperLLM"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("wrote ") and json.load(open(tmp_path / "groups.json"))["labels"] == ["HGCF", "HyperLLM"]

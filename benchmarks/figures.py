@@ -93,6 +93,48 @@ def stamp(argv):
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
 
 
+def summary(out, stamp_line):
+    """``summary.md`` from the figures' JSON (what each figure shows, in numbers)."""
+    lines = [stamp_line, ""]
+    folder = Path(out)
+    if (folder / "ablation.json").is_file():
+        rows = json.loads((folder / "ablation.json").read_text())["rows"]
+        lines += ["Figure 2 (ablation): test R@20 / N@20", "", "| run | R@20 | N@20 |", "| --- | --- | --- |"]
+        lines += [f"| {r['label']} | " + (" | ".join(f"{r[m]:.4f}" for m in ("recall@20", "ndcg@20"))
+                                          if not r.get("diverged") else "diverged | diverged") + " |" for r in rows]
+        lines.append("")
+    if (folder / "convergence.json").is_file():
+        runs = json.loads((folder / "convergence.json").read_text())["runs"]
+        lines += ["Figure 3 (convergence): validation R@20", "",
+                  "| run | epochs evaluated | best | at epoch | first epoch >= 95% of best |", "| --- | --- | --- | --- | --- |"]
+        for run in runs:
+            values = run["recall@20"]
+            best = max(values)
+            first = next(e for e, v in zip(run["epochs"], values) if v >= 0.95 * best)
+            lines.append(f"| {run['label']} | {len(values)} | {best:.4f} | {run['epochs'][values.index(best)]} | {first} |")
+        lines.append("")
+    if (folder / "groups.json").is_file():
+        models = json.loads((folder / "groups.json").read_text())["models"]
+        lines += ["Figure 4 (user groups by training interactions, G1 the sparsest): test R@20 (change vs the first)", "",
+                  "| model | " + " | ".join(f"G{i + 1} ({g['train_interactions'][0]}-{g['train_interactions'][1]})"
+                                       for i, g in enumerate(models[0]["groups"])) + " | all |",
+                  "| --- |" + " --- |" * (len(models[0]["groups"]) + 1)]
+        for model in models:
+            cells = [f"{g['recall@20']:.4f}" + (f" ({g['improvement_%']['recall@20']:+.1f}%)" if "improvement_%" in g else "")
+                     for g in model["groups"]]
+            lines.append(f"| {model['label']} | " + " | ".join(cells) + f" | {model['overall']['recall@20']:.4f} |")
+        lines.append("")
+    if (folder / "dendrogram.json").is_file():
+        data = json.loads((folder / "dendrogram.json").read_text())
+        lines += [f"Figure 5 (Ward on log_0 of {len(data['items'])} sampled items, {data['clusters']} clusters)", "",
+                  "| model | cophenetic correlation | cluster sizes | merge heights q25 / q50 / q75 / max |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {m['label']} | {m['cophenetic_correlation']:.3f} | {m['cluster_sizes']} | "
+                  + " / ".join(f"{h:.3f}" for h in m["merge_heights_quartiles"]) + " |" for m in data["models"]]
+    (folder / "summary.md").write_text("\n".join(lines) + "\n")
+    return folder / "summary.md"
+
+
 def main(argv=None):
     from recbole_hyperllm import analysis
 
@@ -139,6 +181,12 @@ def main(argv=None):
         inputs = [runs[n]["record"] if figure in ("ablation", "convergence") else
                   json.loads(Path(runs[n]["record"]).read_text())["checkpoint"] for n in names]
         print(figure, *analysis.run(figure, inputs, args.out, labels=names, command=stamp(argv)["command"]))
+    now = stamp(argv)
+    dates = sorted(r["date"] for r in runs.values() if "date" in r)
+    line = (f"Command: `{now['command']}`; runs {dates[0]} to {dates[-1]} at commits "
+            f"{', '.join(sorted({r['commit'] for r in runs.values() if 'commit' in r}))}; figures drawn at {now['commit']}, "
+            f"{now['date']}; machine {now['machine']}")
+    print("summary", summary(args.out, line))
     return 0
 
 

@@ -188,6 +188,8 @@ def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config
 
     before = getattr(net, "before_training", None)
     result = {"phase1": before(config, train_data, valid_data, logger, show_progress=show) if before else None}
+    if result["phase1"] is not None:  # training starts from the same random state, phase 1 computed or cached
+        restart_random_streams(config, train_data)
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     if progress is not None:
@@ -250,6 +252,15 @@ def write_run_record(config, trainer, result):
         json.dump(record, handle, indent=1, default=str)
     os.replace(partial, path)
     return path
+
+
+def restart_random_streams(config, train_data):
+    """Seed the global generators and the training loader's shuffling generator again (RecBole seeds both
+    once), so that what follows does not depend on how many draws a step before it (phase 1) made."""
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    generator = getattr(train_data, "generator", None)
+    if generator is not None:
+        generator.manual_seed(config["seed"])
 
 
 def trainer_statistics(trainer):

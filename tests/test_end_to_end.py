@@ -204,3 +204,11 @@ def test_shipped_search_spaces_name_keys_their_model_knows(toy, space):
         key, kind, values = line.split(maxsplit=2)
         assert kind == "choice" and isinstance(eval(values), list), line
         assert known[key] is not None, f"{space}: {key} is not a config key of {model}"
+
+
+def test_phase2_does_not_depend_on_whether_phase1_was_trained_or_read_from_its_cache(toy):
+    _, config = toy
+    trained = run_recbole_hyperllm("HyperLLM_HGCF", "toy", config_dict=dict(config))
+    cached = run_recbole_hyperllm("HyperLLM_HGCF", "toy", config_dict=dict(config))
+    assert not trained["phase1"]["reused"] and cached["phase1"]["reused"]
+    assert cached["test_result"] == trained["test_result"] and cached["best_valid_score"] == trained["best_valid_score"]

@@ -22,9 +22,8 @@ from recbole.trainer import HyperTuning
 
 from dataset_tools.common import PipelineError
 from dataset_tools.default_data import prepare_inputs
-from recbole_hyperllm.atomic import AtomicFileError
 from recbole_hyperllm.config_check import check_search_space
-from recbole_hyperllm.errors import CheckpointError, ConfigError, DivergenceError
+from recbole_hyperllm.errors import ConfigError, ONE_LINE_ERRORS
 from recbole_hyperllm.quick_start import objective_function
 
 
@@ -93,6 +92,6 @@ def _objective(config_dict, config_file_list, fixed, model, dataset):
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except (AtomicFileError, CheckpointError, ConfigError, DivergenceError, PipelineError) as error:
+    except (*ONE_LINE_ERRORS, PipelineError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -17,8 +17,7 @@ from torch.multiprocessing import ProcessExitedException
 
 from dataset_tools.common import PipelineError
 from dataset_tools.default_data import prepare_inputs
-from recbole_hyperllm.atomic import AtomicFileError
-from recbole_hyperllm.errors import CheckpointError, ConfigError, DivergenceError
+from recbole_hyperllm.errors import ONE_LINE_ERRORS
 from recbole_hyperllm.distributed import run_distributed
 from recbole_hyperllm.quick_start import preflight, run_recbole_hyperllm
 
@@ -48,7 +47,7 @@ if __name__ == "__main__":
         else:
             run_recbole_hyperllm(model=args.model, dataset=args.dataset, config_file_list=config_files,
                                  config_dict=overrides)
-    except (AtomicFileError, CheckpointError, ConfigError, DivergenceError, PipelineError) as error:
+    except (*ONE_LINE_ERRORS, PipelineError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except ProcessExitedException as error:  # a rank printed its error and exited; spawn stopped the others

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from recbole_hyperllm import trainer
 from recbole_hyperllm.errors import ConfigError
 
 RECBOLE_PROPERTIES = Path(__import__("recbole").__file__).resolve().parent / "properties"
@@ -36,7 +37,7 @@ RUNTIME_KEYS = frozenset({
 PLUGIN_CODE_KEYS = frozenset({"ml100k_split_seed"})
 
 RECBOLE_LEARNERS = ("adam", "adamw", "sgd", "adagrad", "rmsprop", "sparse_adam")
-RIEMANNIAN_LEARNERS = ("rsgd", "radam")
+RIEMANNIAN_LEARNERS = tuple(trainer.RIEMANNIAN_LEARNERS)  # the geoopt optimisers the trainer builds
 
 
 def yaml_keys(path):
@@ -123,17 +124,16 @@ def _suggestion(key, candidates):
 SEARCH_KINDS = ("choice", "uniform", "loguniform", "quniform")
 
 
-def check_search_space(params_file, model_name, dataset):
-    """Every line of a RecBole ``.hyper`` search space is ``key kind values`` over a key the model reads (a key
-    of another model would only repeat the same run); the error names the file and line."""
+def read_search_space(params_file):
+    """[(line number, key, kind, values)] of a RecBole ``.hyper`` file (``key kind values`` per line; values:
+    the list of a ``choice``, the numbers of the others); a line that is not one names the file and line."""
     import ast
 
-    known = known_keys(model_name, dataset)
-    owners = other_model_keys()
     try:
-        lines = open(params_file, encoding="utf-8").read().splitlines()
+        lines = Path(params_file).read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise ConfigError(f"--params_file {params_file}: {error.strerror}") from None
+    space = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -148,9 +148,19 @@ def check_search_space(params_file, model_name, dataset):
             parsed = None
         if kind == "choice" and not isinstance(parsed, list) or kind != "choice" and parsed is None:
             raise ConfigError(f"{where}: {values!r} is not a list like [0.1, 0.5] (choice) or numbers like 0.1,0.5")
+        space.append((number, key, kind, parsed))
+    return space
+
+
+def check_search_space(params_file, model_name, dataset):
+    """Every line of a RecBole ``.hyper`` search space is ``key kind values`` over a key the model reads (a key
+    of another model would only repeat the same run); the error names the file and line."""
+    known = known_keys(model_name, dataset)
+    owners = other_model_keys()
+    for number, key, _, _ in read_search_space(params_file):
         if key not in known:
             owner = f"it is a key of {', '.join(owners[key][:4])}; " if key in owners else _suggestion(key, known)
-            raise ConfigError(f"{where}: '{key}' is not read by {model_name}, so tuning it changes nothing: "
+            raise ConfigError(f"{params_file}, line {number}: '{key}' is not read by {model_name}, so tuning it changes nothing: "
                               f"{owner}remove the line or fix the key")
 
 

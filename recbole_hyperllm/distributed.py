@@ -21,10 +21,7 @@ import torch
 import torch.distributed as dist
 from recbole.config import Config
 
-from recbole_hyperllm.errors import ConfigError
-
-DISTRIBUTED_KEYS = {"nproc": 1, "world_size": -1, "ip": "localhost", "port": "5678", "offset": 0}
-
+from recbole_hyperllm.errors import ONE_LINE_ERRORS, ConfigError
 
 def is_distributed(config):
     return not config["single_spec"]
@@ -121,8 +118,6 @@ def _run_rank(local_rank, args, settings, results):
     reports in one line is printed by the rank that met it, which exits 2 (spawn then stops the others)."""
     import sys
 
-    from recbole_hyperllm.atomic import AtomicFileError
-    from recbole_hyperllm.errors import CheckpointError, DivergenceError
     from recbole_hyperllm.quick_start import run_recbole_hyperllm
 
     model, dataset, config_file_list = args
@@ -130,7 +125,7 @@ def _run_rank(local_rank, args, settings, results):
         result = run_recbole_hyperllm(model, dataset, config_file_list, dict(settings, local_rank=local_rank))
         if local_rank == 0:
             results.put(result)
-    except (AtomicFileError, CheckpointError, ConfigError, DivergenceError) as error:
+    except ONE_LINE_ERRORS as error:
         print(f"error (rank {local_rank}): {error}", file=sys.stderr, flush=True)
         sys.exit(2)
     finally:

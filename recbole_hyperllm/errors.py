@@ -1,4 +1,5 @@
 """Errors a run reports in one line (the run script exits 2 with ``error: <message>``)."""
+from recbole_hyperllm.atomic import AtomicFileError
 
 
 class DivergenceError(RuntimeError):
@@ -32,3 +33,8 @@ def positive(config, key, *, allow_zero=False):
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read or written, or is not the kind expected; the message names the file."""
+
+
+
+# What the run scripts print as ``error: <message>`` and exit 2 for (atomic.py imports nothing of this module).
+ONE_LINE_ERRORS = (AtomicFileError, CheckpointError, ConfigError, DivergenceError)

@@ -63,8 +63,7 @@ def resume_state(config):
     """The checked state of ``resume_from`` (None without it), read before any data is loaded."""
     if not config["resume_from"]:
         return None
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])
-    if not (isinstance(trainer, type) and issubclass(trainer, HyperbolicTrainer)):
+    if not issubclass(get_trainer(config["MODEL_TYPE"], config["model"]), HyperbolicTrainer):
         raise ConfigError(f"config key 'resume_from': {config['model']} is RecBole's model; resuming works with "
                           "this plugin's models only")
     return read_progress_file(config["resume_from"], config["model"], config["dataset"])
@@ -100,9 +99,6 @@ def check_side_files(config):
     needed = declared_side_files(config)
     if not needed:
         return needed
-    for path in inter_files:
-        if os.path.isfile(path):
-            atomic.read_header(path)
     purpose = f"{config['model']}" + (f" (variant={config['variant']}, ablation={config['ablation']})"
                                       if config["variant"] else "")
     atomic.require_files(data_path, config["dataset"], needed, purpose, HOW_TO_MAKE)

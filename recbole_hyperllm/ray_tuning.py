@@ -17,6 +17,7 @@ Needs ``pip install -e .[ray]`` (ray 2.6.3 with pyarrow 18.1: newer pyarrow need
 import math
 import os
 
+from recbole_hyperllm.config_check import read_search_space
 from recbole_hyperllm.errors import ConfigError
 
 PATH_KEYS = ("data_path", "checkpoint_dir", "phase1_cache_dir", "resume_from")
@@ -28,28 +29,19 @@ def search_space(params_file, exhaustive=False):
     from ray import tune
 
     space = {}
-    with open(params_file, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                key, kind, values = line.split(maxsplit=2)
-                if kind == "choice":
-                    options = list(eval(values, {"__builtins__": {}}))
-                    space[key] = tune.grid_search(options) if exhaustive else tune.choice(options)
-                    continue
-                bounds = [float(v) for v in values.replace(" ", "").split(",")]
-                if kind == "uniform":
-                    space[key] = tune.uniform(*bounds)
-                elif kind == "loguniform":
-                    space[key] = tune.loguniform(math.exp(bounds[0]), math.exp(bounds[1]))
-                elif kind == "quniform":
-                    space[key] = tune.quniform(*bounds)
-                else:
-                    raise ValueError(f"unknown kind {kind!r}")
-            except (ValueError, TypeError, SyntaxError, NameError) as error:
-                raise ConfigError(f"{params_file}, line {number}: {error}; write 'key choice [..]', 'key uniform lo,hi', "
-                                  "'key loguniform lo,hi' or 'key quniform lo,hi,q'") from None
+    for number, key, kind, values in read_search_space(params_file):
+        try:
+            if kind == "choice":
+                space[key] = tune.grid_search(values) if exhaustive else tune.choice(values)
+            elif kind == "uniform":
+                space[key] = tune.uniform(*values)
+            elif kind == "loguniform":
+                space[key] = tune.loguniform(math.exp(values[0]), math.exp(values[1]))
+            else:
+                space[key] = tune.quniform(*values)
+        except (ValueError, TypeError) as error:  # e.g. the wrong number of bounds
+            raise ConfigError(f"{params_file}, line {number}: {error}; write 'key uniform lo,hi', "
+                              "'key loguniform lo,hi' or 'key quniform lo,hi,q'") from None
     return space
 
 

@@ -100,7 +100,7 @@ class TrustedCheckpoints:
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         """RecBole's best-model checkpoint (the same keys as ``Trainer._save_checkpoint``, rank 0 only),
         written by ``save_atomically``."""
-        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+        if not distributed.is_writer(self.config):
             return
         target = kwargs.pop("saved_model_file", self.saved_model_file)
         state = {

@@ -112,7 +112,7 @@ def test_mean_loss_and_popularity_prior(toy):
     a, p, n = torch.tensor([0, 0, 1]), torch.tensor([1, 2, 2]), torch.tensor([3, 1, 3])
     hinge = torch.clamp_min(poincare_sqdist_pairs(out[a], out[p]) - poincare_sqdist_pairs(out[a], out[n]) + 0.2, 0)
     assert net.pair_loss(out, a, p, n, 0.2).item() == pytest.approx((hinge.sum() / (hinge > 0).sum()).item(), rel=1e-6)
-    net.loss_mean = False
+    net.loss_reduction = "sum"
     assert net.pair_loss(out, a, p, n, 0.2).item() == pytest.approx(hinge.sum().item(), rel=1e-6)
     # power-law prior: the more interactions, the closer to the origin (on average)
     inter = train.dataset.inter_matrix(form="csr")

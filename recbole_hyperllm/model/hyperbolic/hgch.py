@@ -121,8 +121,7 @@ class HGCH(HyperbolicBackbone):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.loss_mean = bool(config["hgch_loss_mean"])
-        self.loss_reduction = "mean" if self.loss_mean else "sum"
+        self.loss_reduction = "mean" if config["hgch_loss_mean"] else "sum"
         init = config["hgch_init"] or "uniform"
         if init not in ("uniform", "pop"):
             raise ValueError(f"config key 'hgch_init' is {init!r}; use 'uniform' or 'pop'")
@@ -160,7 +159,7 @@ class HGCH(HyperbolicBackbone):
         hinge = torch.clamp_min(
             self.sqdist_pairs(anchor, out[positives]) - self.sqdist_pairs(anchor, out[negatives]) + margin, 0.0
         )
-        if self.loss_mean:  # HGCC.get_loss: the sum over the triples with a non-zero term
+        if self.loss_reduction == "mean":  # HGCC.get_loss: the sum over the triples with a non-zero term
             return hinge.sum() / (hinge > 0).sum().clamp_min(1)
         return hinge.sum()
 

@@ -25,13 +25,10 @@ of the run) is rewritten after every run, so a stopped benchmark resumes where i
 with ``.md`` holds the table and that provenance.
 """
 import argparse
-import datetime
 import json
 import os
-import platform
 import signal
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -39,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from reproduce_table3 import DATASET, METRICS, convert, parse_value, run_in_subprocess, summarise  # noqa: E402
+from reproduce_table3 import DATASET, METRICS, convert, parse_value, run_in_subprocess, run_stamp, summarise  # noqa: E402
 
 BACKBONES = ("HGCF", "HRCF", "HICF", "HGCH", "HyperCL")
 FRAMEWORKS = ("Base", "KAR", "RLMRecCon", "RLMRecGen", "HyperLLM")
@@ -126,18 +123,6 @@ def mean_std(values):
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
-def run_stamp(args_line):
-    """Command, commit, date and machine of a run (stored with its entry)."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
-                           cwd=ROOT, capture_output=True, text=True).stdout.strip()  # the results are this run's output
-    import torch
-    return {"command": f"python benchmarks/compare_frameworks.py {args_line}",
-            "commit": commit + (" (uncommitted changes)" if dirty else ""),
-            "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}, torch {torch.__version__}"}
-
-
 def provenance(results):
     """The commands, commits, dates and machines of the runs in a table."""
     stamps = [e.get("run") for e in results.values() if e.get("run")]
@@ -220,7 +205,7 @@ def main(argv=None):
             continue
         print(f"== {key}", flush=True)
         results[key] = summarise(key, model, config, run_in_subprocess(model, config, files, dataset=dataset_name))
-        results[key].update(dataset=dataset_name, run=run_stamp(args_line))
+        results[key].update(dataset=dataset_name, run=run_stamp("compare_frameworks.py", args_line))
         partial = f"{out}.partial"
         Path(partial).write_text(json.dumps(results, indent=2))
         os.replace(partial, out)

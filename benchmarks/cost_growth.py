@@ -20,13 +20,9 @@ The JSON (one entry per ``<model>@<scale>``, rewritten after every run so a stop
 a Markdown table and a log-log plot (matplotlib, if installed) are written beside ``--out``.
 """
 import argparse
-import datetime
 import json
-import math
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -135,11 +131,9 @@ def _child(model, payload, _files, results, _dataset):
 
 
 def provenance(argv):
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    return {"command": "python benchmarks/cost_growth.py " + " ".join(argv), "commit": commit,
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
-            "threads": os.environ.get("OMP_NUM_THREADS", "default")}
+    from reproduce_table3 import run_stamp
+
+    return {**run_stamp("cost_growth.py", " ".join(argv)), "threads": os.environ.get("OMP_NUM_THREADS", "default")}
 
 
 def markdown(results):

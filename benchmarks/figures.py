@@ -19,11 +19,8 @@ its own process. ``--out`` gets the four PNG/JSON pairs and ``runs.json`` (each 
 command, commit, date and machine).
 """
 import argparse
-import datetime
 import json
 import os
-import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -48,11 +45,6 @@ FIGURES = {
     "groups": ["Base", "HyperLLM"],
     "dendrogram": ["HRCF", "HyperLLM_HRCF"],
 }
-
-
-def parse_value(text):
-    import yaml
-    return yaml.safe_load(text)
 
 
 BEAUTY_FIGURES = {"groups": ["Base", "HyperLLM"], "convergence": ["Base", "HyperLLM"],
@@ -87,10 +79,9 @@ def _run(model, config, files, results, dataset):
 
 
 def stamp(argv):
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    return {"command": "python benchmarks/figures.py " + " ".join(argv), "commit": commit,
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
+    from reproduce_table3 import run_stamp
+
+    return run_stamp("figures.py", " ".join(argv))
 
 
 def summary(out, stamp_line):
@@ -137,6 +128,7 @@ def summary(out, stamp_line):
 
 def main(argv=None):
     from recbole_hyperllm import analysis
+    from reproduce_table3 import parse_value
 
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -18,12 +18,15 @@ config used, then prints a table beside the paper's numbers.
 If the release is absent it says so and exits 0 (nothing to reproduce).
 """
 import argparse
+import datetime
 import json
 import multiprocessing
 import os
+import platform
 import queue
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -153,6 +156,19 @@ def run_in_subprocess(model, config_dict, files, dataset=DATASET, target=run_one
         if process.is_alive():
             process.terminate()
             process.join()
+
+
+def run_stamp(script, args_line):
+    """Command, commit (marked when the tracked code differs from it), date and machine of a benchmark run,
+    stored with its result by the benchmarks that share this module."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()  # the results are this run's output
+    import torch
+    return {"command": f"python benchmarks/{script} {args_line}".rstrip(),
+            "commit": commit + (" (uncommitted changes)" if dirty else ""),
+            "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}, torch {torch.__version__}"}
 
 
 def summarise(name, model, config_dict, result):

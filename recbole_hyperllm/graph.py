@@ -85,6 +85,14 @@ class SparseGraph:
     def to(self, device):
         return SparseGraph(self.matrix.to(device), self.transpose.to(device))
 
+    def apply(self, fn):
+        """The graph with ``fn`` applied to both matrices (what ``nn.Module._apply`` does to a buffer)."""
+        return SparseGraph(fn(self.matrix), fn(self.transpose))
+
+    @property
+    def device(self):
+        return self.matrix.device
+
     def to_dense(self):
         return self.matrix.to_dense()
 

@@ -11,6 +11,21 @@ class PluginModel:
 
     shard = (0, 1)  # (rank, world size) of a multi-process run (``set_shard``)
 
+    def _apply(self, fn, recurse=True):
+        """``model.to(device)`` (and ``.cuda()``, ``.double()`` ...) also moves the model's sparse graphs, which
+        are not buffers (torch cannot broadcast sparse buffers under DDP), and ``self.device`` (set once by
+        RecBole from the config) follows the parameters, so tensors made on ``self.device`` meet them there."""
+        from recbole_hyperllm.graph import SparseGraph
+
+        super()._apply(fn, recurse)
+        for name, value in list(vars(self).items()):
+            if isinstance(value, SparseGraph):
+                setattr(self, name, value.apply(fn))
+        parameter = next(self.parameters(), None)
+        if parameter is not None and hasattr(self, "device"):
+            self.device = parameter.device
+        return self
+
     @classmethod
     def trainer_class(cls):
         """The trainer that fits this model (the plugin's ``HyperbolicTrainer``)."""
@@ -23,6 +38,14 @@ class PluginModel:
         """Names of the YAML files under ``properties/model/`` that hold this model's defaults, in loading
         order (after ``properties/overall.yaml``, before the user's files)."""
         return (cls.__name__,)
+
+    @classmethod
+    def uses_fixed_split(cls):
+        """True: on the offline ml-100k this model reads the plugin's fixed per-user random 8:1:1 split (benchmark
+        files train/valid/test, made once; user summaries come from its training part). False: it splits
+        ``ml-100k.inter`` itself by its own ``eval_args`` (e.g. HeLLM's time-ordered leave-one-out);
+        ``dataset_tools.default_data.prepare_inputs`` then adds no ``benchmark_filename``."""
+        return True
 
     @classmethod
     def side_files(cls, config):

@@ -75,7 +75,9 @@ def prepare_inputs(model, dataset, config_file_list=None, config_dict=None):
 
     For ``ml-100k``: the split of RecBole's bundled copy and, as the model declares it reads them
     (``side_files``), the tag files and the embeddings, in ``<data_path or ./dataset>/ml-100k/`` (where
-    the plugin reads ml-100k, as any dataset); ``benchmark_filename`` then names the split.
+    the plugin reads ml-100k, as any dataset); ``benchmark_filename`` then names the split, unless the model
+    splits the interactions itself (``uses_fixed_split``: HeLLM's time-ordered leave-one-out, RecBole's
+    sequential models).
     For every dataset: user embeddings that dataset_tools built must come from the training split the run
     uses. Returns ``config_dict`` with those overrides added (a new dict).
     """
@@ -88,15 +90,30 @@ def prepare_inputs(model, dataset, config_file_list=None, config_dict=None):
     if dataset == NAME:
         folder = ml100k_folder(config.external_config_dict.get("data_path"))
         try:
-            prepare_ml100k(folder, "tag" in needs, "useremb" in needs, config["ml100k_split_seed"] or SPLIT_SEED)
+            prepare_ml100k(folder, "tag" in needs, "useremb" in needs or "itememb" in needs,
+                           config["ml100k_split_seed"] or SPLIT_SEED)
         except PipelineError as error:
             raise PipelineError(f"preparing the default {NAME} in {folder}: {error}") from None
-        if config["benchmark_filename"] is None:
+        if config["benchmark_filename"] is None and uses_fixed_split(model, config):
             overrides["benchmark_filename"] = list(pipeline.SPLITS)
     if "useremb" in needs:
         check_user_summaries_split(config["data_path"], dataset,
                                    overrides.get("benchmark_filename", config["benchmark_filename"]))
     return overrides
+
+
+def uses_fixed_split(model, config):
+    """Whether a run of ``model`` on the offline ml-100k reads the fixed 8:1:1 benchmark files: as a plugin model
+    declares (``PluginModel.uses_fixed_split``; HeLLM: no, it splits by time itself), and for RecBole's own models
+    unless they are sequential (their augmentation needs the interactions whole, split by their ``eval_args``)."""
+    from recbole.utils import ModelType
+
+    from recbole_hyperllm.model import MODELS
+
+    declared = getattr(MODELS.get(model), "uses_fixed_split", None)
+    if declared is not None:
+        return declared()
+    return config["MODEL_TYPE"] != ModelType.SEQUENTIAL
 
 
 def check_user_summaries_split(data_path, dataset, benchmark_filename):

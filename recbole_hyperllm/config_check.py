@@ -263,7 +263,11 @@ def check_values(config, plugin_model, warn=print):
     if learner not in learners:
         raise ConfigError(f"config key 'learner' is {config['learner']!r}; use one of {learners}")
     check_metrics(config, plugin_model)
-    if plugin_model and learner not in RIEMANNIAN_LEARNERS and (config["embedding_space"] or "manifold") == "manifold":
+    from recbole_hyperllm.model import MODELS
+
+    euclidean = getattr(MODELS.get(config["model"]), "euclidean", False)  # e.g. SeLLaRec: no manifold points
+    if (plugin_model and not euclidean and learner not in RIEMANNIAN_LEARNERS
+            and (config["embedding_space"] or "manifold") == "manifold"):
         warn(f"learner '{learner}' moves the points off the manifold (embedding_space: manifold); use rsgd or "
              "radam, or embedding_space: tangent")
 

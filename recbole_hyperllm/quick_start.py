@@ -119,6 +119,8 @@ def use_test_protocol(config, valid_data, test_data):
     mode = config["test_mask"] or "train_valid"
     if mode not in TEST_MASKS:
         raise ConfigError(f"config key 'test_mask' is {mode!r}; use 'train_valid' (RecBole) or 'train' (authors)")
+    if not hasattr(valid_data, "uid2history_item"):  # a sequential model's loaders mask no history (RecBole's protocol)
+        return None
     train_only = valid_data.uid2history_item.copy()
     for user, history in enumerate(train_only):
         if history is None:
@@ -129,7 +131,9 @@ def use_test_protocol(config, valid_data, test_data):
 
 
 def evaluate_other_mask(trainer, test_data, histories, mode, show_progress):
-    """Test metrics of the same (already loaded) model under the protocol not selected."""
+    """Test metrics of the same (already loaded) model under the protocol not selected (none for sequential models)."""
+    if histories is None:
+        return None, {}
     other = TEST_MASKS[1 - TEST_MASKS.index(mode)]
     test_data.uid2history_item = histories[other]
     try:
@@ -271,6 +275,8 @@ def trainer_statistics(trainer):
         "train_sec_per_epoch": statistics.median_high(trainer.train_seconds),
         "valid_sec_per_epoch": statistics.median_high(trainer.valid_seconds) if trainer.valid_seconds else None,
         "sec_to_best": trainer.seconds_to_best,
+        "train_seconds": list(trainer.train_seconds),
+        "valid_seconds": list(trainer.valid_seconds),
     }
 
 

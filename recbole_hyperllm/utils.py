@@ -8,7 +8,7 @@ from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
 from recbole_hyperllm.errors import ConfigError
-from recbole_hyperllm.model import MODELS
+from recbole_hyperllm.model import BACKBONES, MODELS
 from recbole_hyperllm.trainer import with_trusted_checkpoints
 
 PROPERTIES = Path(__file__).resolve().parent.parent / "properties"
@@ -27,8 +27,9 @@ def get_model(model_name):
                 difflib.get_close_matches(model_name, list(MODELS), n=3, cutoff=0.6))
         hint = f"did you mean {' or '.join(near)}? " if near else ""
         raise ConfigError(f"unknown model {model_name!r}: {hint}This plugin's models are the backbones "
-                          f"{', '.join(sorted(n for n in MODELS if '_' not in n))} and <Framework>_<Backbone> with "
-                          f"Framework in HyperLLM, KAR, RLMRecCon, RLMRecGen; RecBole's own models go by their class "
+                          f"{', '.join(sorted(BACKBONES))} and <Framework>_<Backbone> with "
+                          f"Framework in HyperLLM, KAR, RLMRecCon, RLMRecGen, and the LLM recommenders HeLLM, HeLLM_Pretrain, SeLLaRec (CTR); "
+                          f"RecBole's own models go by their class "
                           f"name, e.g. BPR") from None
 
 

@@ -10,9 +10,9 @@ import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
-from conftest import FAST, ROOT
+from conftest import ROOT
 from recbole_hyperllm.errors import ConfigError
-from recbole_hyperllm.model import BACKBONES, FRAMEWORK_MODELS, FRAMEWORKS, MODELS
+from recbole_hyperllm.model import BACKBONES, FRAMEWORK_MODELS, FRAMEWORKS
 from recbole_hyperllm.model.hyperbolic.interface import BACKBONE_INTERFACE, Backbone
 from recbole_hyperllm.model.rlmrec import cosine_infonce, masked_cosine_infonce
 from recbole_hyperllm.quick_start import create_config, run_recbole_hyperllm
@@ -30,9 +30,10 @@ def build(toy, model, **extra):
     return config, get_model(model)(config, train.dataset), train, valid
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("model", sorted({**BACKBONES, **FRAMEWORK_MODELS}))
 def test_contract_one_step_and_evaluation(toy, model):
-    """Any model (backbone or framework x backbone): its declared step before training, then one training
+    """Any model of the backbone interface (backbone or framework x backbone; the LLM recommenders HeLLM and
+    SeLLaRec have their own tests): its declared step before training, then one training
     step gives finite scalar terms whose gradient reaches exactly the parameters left trainable, and
     full-ranking scores are finite."""
     config, net, train, valid = build(toy, model)

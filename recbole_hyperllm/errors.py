@@ -31,6 +31,15 @@ def positive(config, key, *, allow_zero=False):
     return value
 
 
+def integer(config, key, minimum, default=None):
+    """``config[key]`` (``default`` when unset), checked to be an integer >= ``minimum``; ConfigError names the key."""
+    value = config[key]
+    value = default if value is None else value
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"config key '{key}' is {value!r}; it must be an integer >= {minimum}")
+    return value
+
+
 class CheckpointError(ValueError):
     """A checkpoint cannot be read or written, or is not the kind expected; the message names the file."""
 

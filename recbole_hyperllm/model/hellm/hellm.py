@@ -32,7 +32,7 @@ from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 from torch import nn
 
-from recbole_hyperllm.errors import ConfigError, choice
+from recbole_hyperllm.errors import ConfigError, choice, integer
 from recbole_hyperllm.model.abstract import PluginModel
 from recbole_hyperllm.model.hellm.pretrain import HeLLM_Pretrain, training_pairs
 
@@ -130,9 +130,7 @@ class HeLLM(PluginModel, SequentialRecommender):
         from recbole_hyperllm.llm import LLMError, Projector, add_lora, load_causal_lm
 
         self.pieces = prompt_pieces(config["hellm_prompt"])
-        self.prefix_length = int(config["prefix_length"])
-        if self.prefix_length < 1:
-            raise ConfigError(f"config key 'prefix_length' is {config['prefix_length']!r}; it must be an integer >= 1")
+        self.prefix_length = integer(config, "prefix_length", 1)
         try:
             llm, self.tokenizer = load_causal_lm(config["llm_path"], config["device"], int(config["llm_layers"] or 0))
             llm = add_lora(llm, r=int(config["lora_r"]), alpha=float(config["lora_alpha"]),

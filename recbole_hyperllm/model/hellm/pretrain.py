@@ -26,7 +26,7 @@ from recbole.utils import InputType
 from torch import nn
 
 from recbole_hyperllm.atomic import AtomicFileError, read_header
-from recbole_hyperllm.errors import ConfigError, positive
+from recbole_hyperllm.errors import ConfigError, integer, positive
 from recbole_hyperllm.graph import SparseGraph, spmm
 from recbole_hyperllm.model.abstract import PluginModel
 from recbole_hyperllm.model.hellm.hypergraph import (HypergraphOperator, info_nce, interest_incidence,
@@ -91,18 +91,13 @@ class HeLLM_Pretrain(PluginModel, GeneralRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        self.dim = int(config["pre_embedding_size"])
-        self.layers = int(config["pre_layers"])
-        self.hyper_layers = int(config["hyper_layers"])
+        self.dim = integer(config, "pre_embedding_size", 1)
+        self.layers = integer(config, "pre_layers", 1)
+        self.hyper_layers = integer(config, "hyper_layers", 1)
         self.temperature = positive(config, "hcl_temperature")
         self.cl_weight = positive(config, "hcl_weight", allow_zero=True)
         self.reg_weight = positive(config, "pre_reg_weight", allow_zero=True)
-        knn = config["item_knn_k"]
-        if isinstance(knn, bool) or not isinstance(knn, int) or knn < 1:
-            raise ConfigError(f"config key 'item_knn_k' is {knn!r}; it must be an integer >= 1")
-        for key in ("pre_embedding_size", "pre_layers", "hyper_layers"):
-            if int(config[key]) < 1:
-                raise ConfigError(f"config key '{key}' is {config[key]!r}; it must be an integer >= 1")
+        knn = integer(config, "item_knn_k", 1)
         self.user_embedding = nn.Embedding(self.n_users, self.dim)
         self.item_embedding = nn.Embedding(self.n_items, self.dim)
         nn.init.xavier_uniform_(self.user_embedding.weight)

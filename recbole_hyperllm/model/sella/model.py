@@ -30,7 +30,7 @@ from recbole.utils import InputType
 from torch import nn
 
 from recbole_hyperllm.atomic import AtomicFileError
-from recbole_hyperllm.errors import ConfigError, choice
+from recbole_hyperllm.errors import ConfigError, choice, integer
 from recbole_hyperllm.llm import LLMError, Projector, add_lora, load_causal_lm, splice_batch
 from recbole_hyperllm.model.abstract import PluginModel
 from recbole_hyperllm.model.sella.losses import yes_no_logit
@@ -44,14 +44,6 @@ TRAINABLE = {
     "step2": ("user_cf.", "item_cf.", "projector."),     # MF embeddings and the alignment projector
     "step3": ("llm.", "projector.", "warm."),            # LoRA, the hybrid projection, the warm projection
 }
-
-
-def _integer(config, key, minimum, default):
-    value = config[key]
-    value = default if value is None else value
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"config key '{key}' is {value!r}; it must be an integer >= {minimum}")
-    return value
 
 
 def _number(config, key, default):
@@ -124,13 +116,13 @@ class SeLLaRec(PluginModel, ContextRecommender):
         super().__init__(config, dataset)
         self.USER_ID, self.ITEM_ID = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
         self.variant = choice(config, "sella_variant", VARIANTS, "full")
-        self.history_len = _integer(config, "history_len", 0, 5)
-        self.llm_layers = _integer(config, "llm_layers", 0, 0)
-        self.lora = {"r": _integer(config, "lora_r", 1, 8), "alpha": _integer(config, "lora_alpha", 1, 16),
+        self.history_len = integer(config, "history_len", 0, 5)
+        self.llm_layers = integer(config, "llm_layers", 0, 0)
+        self.lora = {"r": integer(config, "lora_r", 1, 8), "alpha": integer(config, "lora_alpha", 1, 16),
                      "dropout": float(config["lora_dropout"] or 0.0)}
         self.temperature = _number(config, "align_temperature", 0.2)
-        self.mf_dim = _integer(config, "mf_embedding_size", 1, 256)
-        self.projector_inner = _integer(config, "projector_inner", 1, 1024)
+        self.mf_dim = integer(config, "mf_embedding_size", 1, 256)
+        self.projector_inner = integer(config, "projector_inner", 1, 1024)
         self.titles = item_titles(config, dataset)
         users, items, labels, order = training_rows(config, dataset)
         self.prompts = PromptBook(self.titles, recent_histories(users, items, labels, order, self.history_len),

@@ -4,6 +4,7 @@ Everything here goes by what a model declares (``model/abstract.py``), never by 
 import difflib
 from pathlib import Path
 
+import torch
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
@@ -19,6 +20,7 @@ def get_model(model_name):
     suggests the nearest plugin model names."""
     if model_name in MODELS:
         return MODELS[model_name]
+    anomaly = torch.is_anomaly_enabled()
     try:
         return recbole_get_model(model_name)
     except (ValueError, ImportError, AttributeError):  # RecBole's import of its optional libraries
@@ -31,6 +33,8 @@ def get_model(model_name):
                           f"Framework in HyperLLM, KAR, RLMRecCon, RLMRecGen, and the LLM recommenders HeLLM, HeLLM_Pretrain, SeLLaRec (CTR); "
                           f"RecBole's own models go by their class "
                           f"name, e.g. BPR") from None
+    finally:  # RecBole's look-up imports all its model modules; sine.py turns anomaly detection on for the process
+        torch.autograd.set_detect_anomaly(anomaly)
 
 
 def get_trainer(model_type, model_name):

@@ -288,3 +288,13 @@ def test_chunked_cosine_infonce_equals_autograd_on_the_whole_matrix(rows, candid
     torch.testing.assert_close(fused, plain)
     for mine, theirs in zip(fused_grads, plain_grads):
         torch.testing.assert_close(mine, theirs)
+
+
+def test_looking_up_recbole_models_leaves_anomaly_detection_as_it_was():
+    """RecBole's look-up imports every RecBole model module, and sine.py switches autograd's anomaly detection on
+    for the whole process (slow, and breaks meta-device backward passes); the plugin's look-up restores it."""
+    assert not torch.is_anomaly_enabled()
+    get_model("BPR")
+    with pytest.raises(ConfigError):
+        get_model("NoSuchModel")
+    assert not torch.is_anomaly_enabled()

@@ -51,6 +51,9 @@ PAPER = {
     "HyperCL": (0.1144, 0.1659, 0.0637, 0.0772),
     "HyperLLM_HyperCL": (0.1227, 0.1803, 0.0677, 0.0827),
 }
+# Table 4 of the paper, Beauty "Time" (seconds to converge, one RTX 3090), Base and HyperLLM rows.
+PAPER_SECONDS = {"HGCF": 39, "HyperLLM_HGCF": 268, "HRCF": 42, "HyperLLM_HRCF": 331, "HICF": 49,
+                 "HyperLLM_HICF": 254, "HGCH": 226, "HyperLLM_HGCH": 252, "HyperCL": 336, "HyperLLM_HyperCL": 246}
 
 
 def parse_args(argv=None):
@@ -161,14 +164,19 @@ def run_in_subprocess(model, config_dict, files, dataset=DATASET, target=run_one
 def run_stamp(script, args_line):
     """Command, commit (marked when the tracked code differs from it), date and machine of a benchmark run,
     stored with its result by the benchmarks that share this module."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
-                           cwd=ROOT, capture_output=True, text=True).stdout.strip()  # the results are this run's output
     import torch
-    return {"command": f"python benchmarks/{script} {args_line}".rstrip(),
-            "commit": commit + (" (uncommitted changes)" if dirty else ""),
+
+    if (ROOT / ".git").exists():
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
+                               cwd=ROOT, capture_output=True, text=True).stdout.strip()  # the results are this run's output
+        commit += " (uncommitted changes)" if dirty else ""
+    else:  # a copy of the tree without git (the GPU machine): the commit it was copied from, when given
+        commit = os.environ.get("RECBOLE_HYPERLLM_COMMIT", "unknown") + " (copy without .git)"
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return {"command": f"python benchmarks/{script} {args_line}".rstrip(), "commit": commit,
             "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}, torch {torch.__version__}"}
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs{gpu}, {platform.system()}, torch {torch.__version__}"}
 
 
 def summarise(name, model, config_dict, result):
@@ -244,11 +252,11 @@ def number(value, digits):
 
 
 def markdown_table(results):
-    lines = ["| model | phase-1 output | R@10 | R@20 | N@10 | N@20 | paper R@20 / N@20 | vs paper R@20 / N@20 | other mask R@20 / N@20 | best epoch / epochs | s/epoch (train + valid) | whole run s | peak RSS MB |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | phase-1 output | R@10 | R@20 | N@10 | N@20 | paper R@20 / N@20 | vs paper R@20 / N@20 | other mask R@20 / N@20 | best epoch / epochs | s/epoch (train + valid) | s to best epoch / paper's Time | whole run s | peak RSS MB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, entry in results.items():
         if "error" in entry:
-            lines.append(f"| {name} | | error: {entry['error']} | | | | | | | | | | |")
+            lines.append(f"| {name} | | error: {entry['error']} | | | | | | | | | | | |")
             continue
         test, paper = entry["test"], PAPER.get(split_label(name))
         other = entry.get("test_other_mask") or {}
@@ -261,6 +269,7 @@ def markdown_table(results):
             + f" | {paper_cell} | {gap_cell} | {other_cell} | "
             f"{entry['best_epoch']} / {entry['epochs']} | {number(entry.get('sec_per_epoch'), 2)} "
             f"({number(entry.get('train_sec_per_epoch'), 2)} + {number(entry.get('valid_sec_per_epoch'), 2)}) | "
+            f"{number(entry.get('sec_to_best'), 0)} / {PAPER_SECONDS.get(split_label(name), '-')} | "
             f"{number(entry.get('seconds'), 0)} | {number(entry.get('peak_rss_mb'), 0)} |")
     return "\n".join(lines)
 
@@ -360,6 +369,7 @@ def main(argv=None):
         print(f"== {name}", flush=True)
         result = run_in_subprocess(model, config_dict, config_files(model))
         results[name] = summarise(name, model, config_dict, result)
+        results[name]["run"] = run_stamp("reproduce_table3.py", " ".join(sys.argv[1:] if argv is None else argv))
         if args.phase1_as_semantic:
             results[name]["semantic_input"] = SEMANTIC_STAND_IN
         partial = str(out) + ".partial"

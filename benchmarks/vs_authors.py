@@ -5,7 +5,7 @@
         [--data ../shared/data/hyperllm-official] [--out benchmarks/results/vs_authors.json]
 
 Each round runs, one after the other and each in a fresh process with torch's default threads:
-the authors' ``main.py`` (HGCF + HyperLLM, Beauty, CPU, their release's hyper-parameters: ``--emb
+the authors' ``main.py`` (HGCF + HyperLLM, Beauty, on --device (cpu by default), their release's hyper-parameters: ``--emb
 16_50_0.1 --margin 1.6 --margin1 0.9``, all other arguments their defaults), then this plugin's
 HyperLLM_HGCF with the same hyper-parameters (``properties/beauty``), each for ``--epochs`` epochs; then
 the floor: the three matrix products of the exact Eq. 16 alone (6086 x 6086 x 51 in 128-row chunks,
@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from reproduce_table3 import config_files, convert, run_in_subprocess, run_stamp  # noqa: E402
 
-AUTHORS_ARGS = ["--dataset", "beauty", "--device", "cpu", "--emb", "16_50_0.1", "--margin", "1.6", "--margin1", "0.9"]
+AUTHORS_ARGS = ["--dataset", "beauty", "--emb", "16_50_0.1", "--margin", "1.6", "--margin1", "0.9"]
 LOSS_LINE = re.compile(r"^Epoch (\d+) - Loss")
 EVAL_LINE = re.compile(r"^(Val|Test):")
 
@@ -54,6 +54,8 @@ def parse_args(argv):
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "vs_authors.json"))
     parser.add_argument("--authors-commit", default=None, help="the commit of --authors when it is not a git clone")
     parser.add_argument("--markdown", action="store_true", help="print the table of --out (no runs)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where both sides and the floor run (cuda: their '--device cuda:0', our use_gpu)")
     return parser.parse_args(argv)
 
 
@@ -105,15 +107,16 @@ def authors_epochs(lines):
             for e in sorted(loss_at) if e >= 2 and e - 1 in last_eval_at and e in last_eval_at]
 
 
-def run_authors(code, epochs):
-    lines = timestamped_lines([sys.executable, "-u", "main.py", *AUTHORS_ARGS, "--epochs", str(epochs)], code)
+def run_authors(code, epochs, device="cpu"):
+    device_arg = ["--device", "cuda:0" if device == "cuda" else "cpu"]
+    lines = timestamped_lines([sys.executable, "-u", "main.py", *AUTHORS_ARGS, *device_arg, "--epochs", str(epochs)], code)
     metrics = [line for _, line in lines if EVAL_LINE.match(line)]
     return {"epochs": authors_epochs(lines), "eval_lines": metrics}
 
 
-def run_ours(data_path, workdir, epochs):
+def run_ours(data_path, workdir, epochs, device="cpu"):
     model = "HyperLLM_HGCF"
-    config = {"data_path": data_path, "show_progress": False, "epochs": epochs,
+    config = {"data_path": data_path, "show_progress": False, "epochs": epochs, "use_gpu": device == "cuda",
               "checkpoint_dir": os.path.join(workdir, "saved")}
     result = run_in_subprocess(model, config, config_files(model))
     if "error" in result:
@@ -123,14 +126,15 @@ def run_ours(data_path, workdir, epochs):
             "valid": result["best_valid_result"]}
 
 
-def matmul_floor(steps, items=6086, width=51, chunk=128, repeats=3):
+def matmul_floor(steps, items=6086, width=51, chunk=128, repeats=3, device="cpu"):
     """Seconds per epoch of Eq. 16's three products alone (Gram chunk; its weights times each view),
     median of ``repeats`` epochs of ``steps`` steps, in a fresh process with the default threads."""
+    sync = "torch.cuda.synchronize()" if device == "cuda" else "pass"
     code = f"""
 import statistics, time, torch
 torch.manual_seed(0)
-a, b = torch.randn({items}, {width}), torch.randn({items}, {width})
-gram = torch.empty({chunk}, {items})
+a, b = torch.randn({items}, {width}, device="{device}"), torch.randn({items}, {width}, device="{device}")
+gram = torch.empty({chunk}, {items}, device="{device}")
 def step():
     for start in range(0, {items}, {chunk}):
         rows = a[start:start + {chunk}]
@@ -138,11 +142,13 @@ def step():
         g @ b
         g.t() @ rows
 step()
+{sync}
 epochs = []
 for _ in range({repeats}):
     begin = time.perf_counter()
     for _ in range({steps}):
         step()
+    {sync}
     epochs.append(time.perf_counter() - begin)
 print(statistics.median(epochs))
 """
@@ -164,7 +170,7 @@ def markdown(result):
         "# HyperLLM_HGCF on Beauty: seconds per epoch, the authors' code and this plugin, same run",
         "",
         f"Command: `{stamp['command']}`; commit {stamp['commit']}; {stamp['date']}; {stamp['machine']}; "
-        f"authors' code {result['authors_commit']}. {result['rounds']} rounds of {result['epochs_per_run']} epochs "
+        f"authors' code {result['authors_commit']}; both on {result.get('device', 'cpu')}. {result['rounds']} rounds of {result['epochs_per_run']} epochs "
         f"each side, alternating; medians over epochs 2..{result['epochs_per_run']} ({a['n']} and {o['n']} epochs). "
         "Written by `benchmarks/vs_authors.py` (its docstring says how each side is timed).",
         "",
@@ -207,14 +213,14 @@ def main(argv=None):
             with tempfile.TemporaryDirectory(dir=workdir) as fresh:  # their first run writes caches into data/
                 code = authors_copy(args.authors, args.data, fresh)
                 print(f"round {round_no}: authors' code, {args.epochs} epochs", flush=True)
-                authors_runs.append(run_authors(code, args.epochs))
+                authors_runs.append(run_authors(code, args.epochs, args.device))
             print(f"round {round_no}: HyperLLM_HGCF, {args.epochs} epochs", flush=True)
-            our_runs.append(run_ours(data_path, workdir, args.epochs))
+            our_runs.append(run_ours(data_path, workdir, args.epochs, args.device))
         steps = 18  # batches per Beauty epoch on both sides: ceil(70614 / 4096)
-        floor = matmul_floor(steps)
+        floor = matmul_floor(steps, device=args.device)
     result = {
         "run": run_stamp("vs_authors.py", " ".join(argv if argv is not None else sys.argv[1:])),
-        "authors_commit": commit, "epochs_per_run": args.epochs, "rounds": args.rounds,
+        "authors_commit": commit, "epochs_per_run": args.epochs, "rounds": args.rounds, "device": args.device,
         "authors": {"runs": authors_runs, "median": medians(authors_runs),
                     "per_round": [medians([r])["epoch"] for r in authors_runs]},
         "ours": {"runs": our_runs, "median": medians(our_runs), "per_round": [medians([r])["epoch"] for r in our_runs]},

@@ -49,6 +49,7 @@ def load_checkpoint(path):
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
 
+    from recbole_hyperllm.distributed import numpy_2_names
     from recbole_hyperllm.quick_start import use_test_protocol
     from recbole_hyperllm.trainer import load_trusted_checkpoint
     from recbole_hyperllm.utils import get_model
@@ -58,6 +59,7 @@ def load_checkpoint(path):
         raise AnalysisError(f"{path} is not a best-model checkpoint of a run (no config/state_dict); pass the "
                             "'<Model>-<stamp>.pth' a run wrote")
     config = state["config"]
+    numpy_2_names()
     config.compatibility_settings()  # RecBole's numpy aliases (np.float ...), set when a Config is built
     config["device"] = torch.device("cpu")
     init_seed(config["seed"], config["reproducibility"])

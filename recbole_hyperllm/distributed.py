@@ -60,9 +60,24 @@ def is_writer(config):
     return not is_distributed(config) or config["local_rank"] == 0
 
 
+def numpy_2_names():
+    """The numpy 1 names RecBole 1.2.1's ``Config.compatibility_settings`` reads (``np.float_`` ...), given on
+    numpy 2, which removed them (the CUDA images this plugin runs on ship numpy 2; pyproject pins numpy<2
+    only for ray 2.6.3)."""
+    import numpy as np
+
+    for old, new in (("float_", "float64"), ("complex_", "complex128"), ("unicode_", "str_")):
+        if old not in np.__dict__:
+            setattr(np, old, getattr(np, new))
+
+
 class PluginConfig(Config):
-    """RecBole's Config with one change: a multi-process run uses NCCL on CUDA and gloo on the CPU (RecBole
-    1.2.1 always NCCL, and asserts one gpu_id per process even without a GPU)."""
+    """RecBole's Config with two changes: a multi-process run uses NCCL on CUDA and gloo on the CPU (RecBole
+    1.2.1 always NCCL, and asserts one gpu_id per process even without a GPU), and it builds on numpy 2."""
+
+    def compatibility_settings(self):
+        numpy_2_names()
+        super().compatibility_settings()
 
     def _init_device(self):
         settings = self.final_config_dict

@@ -94,3 +94,17 @@ def test_a_tensor_made_on_the_cpu_during_the_step_is_caught(toy, meta_kernels, m
 
 def test_every_backbone_is_either_covered_or_named_as_not():
     assert set(BACKBONES) == set(ON_META) | {"HGCH", "HyperCL"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/cuda_check.py reports the same)")
+@pytest.mark.parametrize("model", ["HGCF", "HGCH", "HyperCL", "HyperLLM_HGCH", "HyperLLM_HyperCL", "KAR_HICF"])
+def test_on_cuda_every_parameter_gradient_and_score_stays_on_the_gpu(model):
+    """The real device, for the backbones the meta device cannot run (benchmarks/cuda_check.py: all 25)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    from cuda_check import check
+
+    row = check(model)
+    assert row["ok"], row

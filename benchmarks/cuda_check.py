@@ -50,7 +50,7 @@ def build_on_cpu(model, folder):
     config = create_config(model, "toy", config_dict=settings)
     init_seed(config["seed"], True)
     train, valid, _ = data_preparation(config, create_dataset(config))
-    net = get_model(model)(config, train.dataset)
+    net = get_model(model)(config, train.dataset).to(config["device"])  # the CPU (use_gpu False), as RecBole's run
     net.before_training(config, train, valid, logging.getLogger("cuda_check"))
     net.begin_epoch(0)
     return net, next(iter(train))

@@ -61,7 +61,7 @@ def parse_args(argv):
 
 def authors_copy(authors, data, workdir):
     """A copy of the authors' code whose data/beauty and save/ point at the release."""
-    code = Path(workdir) / "authors"
+    code, data = Path(workdir) / "authors", Path(data).resolve()  # the links below must hold from any folder
     shutil.copytree(authors, code, ignore=shutil.ignore_patterns(".git", "data", "save", "log"))
     beauty = code / "data" / "beauty"
     beauty.mkdir(parents=True)

@@ -72,8 +72,9 @@ def numpy_2_names():
 
 
 class PluginConfig(Config):
-    """RecBole's Config with two changes: a multi-process run uses NCCL on CUDA and gloo on the CPU (RecBole
-    1.2.1 always NCCL, and asserts one gpu_id per process even without a GPU), and it builds on numpy 2."""
+    """RecBole's Config with three changes: a multi-process run uses NCCL on CUDA and gloo on the CPU (RecBole
+    1.2.1 always NCCL, and asserts one gpu_id per process even without a GPU), ``use_gpu: False`` means the
+    CPU (RecBole 1.2.1 ignores it in one process), and it builds on numpy 2."""
 
     def compatibility_settings(self):
         numpy_2_names()
@@ -82,7 +83,10 @@ class PluginConfig(Config):
     def _init_device(self):
         settings = self.final_config_dict
         if "local_rank" not in settings:
-            return super()._init_device()
+            super()._init_device()
+            if settings.get("use_gpu") is False:  # RecBole 1.2.1 picks CUDA whenever one is visible
+                settings["device"] = torch.device("cpu")
+            return None
         gpu_id = ",".join(map(str, settings["gpu_id"])) if isinstance(settings["gpu_id"], tuple) else str(settings["gpu_id"])
         settings["gpu_id"] = gpu_id
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu_id

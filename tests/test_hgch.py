@@ -139,3 +139,27 @@ def test_released_phase1_vectors_become_the_isometric_ball_points(toy):
     origin = torch.zeros(1, 8)
     assert torch.allclose(poincare_sqdist_pairs(ball, origin.expand(6, -1)).sqrt(), torch.acosh(lorentz[:, 0]), atol=1e-3)
     assert net.manifold.check_point_on_manifold(ball)
+
+
+def test_the_sync_free_maps_equal_geoopts():
+    """CappedPoincareBall's expmap0 / logmap0 / expmap (written without geoopt's curvature branch, which
+    synchronises with the host on CUDA) give geoopt's PoincareBall results, values and gradients."""
+    import geoopt
+
+    from recbole_hyperllm.model.hyperbolic.hgch import CappedPoincareBall
+
+    ours, theirs = CappedPoincareBall(max_norm=None, max_step=None), geoopt.PoincareBall(c=1.0)
+    generator = torch.Generator().manual_seed(0)
+    u = (torch.randn(64, 7, generator=generator, dtype=torch.float64) * torch.logspace(-4, 1, 64, dtype=torch.float64)[:, None])
+    x = theirs.expmap0(torch.randn(64, 7, generator=generator, dtype=torch.float64))
+    cases = [(lambda m, a: m.expmap0(a), u), (lambda m, a: m.expmap0(a, project=False), u),
+             (lambda m, a: m.logmap0(a), x), (lambda m, a: m.expmap(x, a), u), (lambda m, a: m.expmap(x, a, project=False), u)]
+    for index, (apply, value) in enumerate(cases):
+        grads = []
+        for manifold in (ours, theirs):
+            leaf = value.clone().requires_grad_(True)
+            result = apply(manifold, leaf)
+            result.pow(2).sum().backward()
+            grads.append((result.detach(), leaf.grad))
+        torch.testing.assert_close(grads[0][0], grads[1][0], msg=f"case {index}: values")
+        torch.testing.assert_close(grads[0][1], grads[1][1], msg=f"case {index}: gradients")

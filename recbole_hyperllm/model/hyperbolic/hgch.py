@@ -36,6 +36,7 @@ config's RecBole ``dynamic`` sampling); RecBole's uniform negative is used, as t
 authors' runs do.
 """
 import geoopt
+import geoopt.manifolds.stereographic.math as stereographic
 import numpy as np
 import torch
 
@@ -66,6 +67,29 @@ class CappedPoincareBall(geoopt.PoincareBall):
         super().__init__(c=1.0)
         self.max_norm = float(max_norm) if max_norm else None
         self.max_step = float(max_step) if max_step else None
+
+    # geoopt's maps call tan_k / artan_k, which branch on the curvature's sign with ``if torch.all(...)``
+    # inside TorchScript: one host synchronisation per call on CUDA (benchmarks/cuda_check.py counted 21 per
+    # HGCH step). At c = 1 (k = -1) they are tanh and artanh; the three maps below are geoopt's own
+    # (_expmap0, _logmap0, _expmap of stereographic/math.py) with that branch taken, equal to geoopt's
+    # results (tests/test_hgch.py), with geoopt's clamps.
+    def expmap0(self, u, *, dim=-1, project=True):
+        """exp_0(u) = tanh(||u||) u / ||u||."""
+        norm = u.norm(dim=dim, p=2, keepdim=True).clamp_min(1e-15)
+        point = stereographic.tanh(norm) * (u / norm)
+        return stereographic.project(point, k=self.k, dim=dim) if project else point
+
+    def logmap0(self, x, *, dim=-1):
+        """log_0(y) = artanh(||y||) y / ||y||."""
+        norm = x.norm(dim=dim, p=2, keepdim=True).clamp_min(1e-15)
+        return (x / norm) * stereographic.artanh(norm)
+
+    def expmap(self, x, u, *, project=True, dim=-1):
+        """exp_x(u) = x (+) tanh(lambda_x ||u|| / 2) u / ||u||  ((+) Mobius addition)."""
+        norm = u.norm(dim=dim, p=2, keepdim=True).clamp_min(1e-15)
+        lam = stereographic._lambda_x(x, self.k, dim=dim, keepdim=True)
+        point = stereographic._mobius_add(x, stereographic.tanh(lam / 2.0 * norm) * (u / norm), self.k, dim=dim)
+        return stereographic.project(point, k=self.k, dim=dim) if project else point
 
     def expmap0_capped(self, u):
         if self.max_norm:

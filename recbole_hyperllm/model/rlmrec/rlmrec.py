@@ -176,8 +176,7 @@ class RLMRecGen(_Alignment):
     def training_inputs(self):
         inputs = self.node_inputs()
         masked = self.draw_masked_nodes()
-        keep = torch.ones(inputs.size(0), 1, device=inputs.device)
-        keep[masked] = 0.0
+        keep = torch.ones(inputs.size(0), 1, device=inputs.device).index_fill_(0, masked, 0.0)  # no host sync
         return inputs * keep + self.mask_token * (1.0 - keep), masked
 
     def framework_losses(self, inputs, out, interaction, masked):

@@ -129,19 +129,27 @@ def check(model, device="cuda"):
                 "syncs_full_ranking": len(rank_sites), "ranking_sync_sites": sorted(set(rank_sites))}
 
 
-def markdown(result):
+def markdown(result, before=None):
+    """The table of ``result``; with ``before`` (an earlier run's JSON) its syncs per step beside."""
     stamp = result["run"]
     lines = ["# Every model on CUDA: one step, full ranking, host synchronisations", "",
              f"Command: `{stamp['command']}`; commit {stamp['commit']}; {stamp['date']}; {stamp['machine']}. "
              "Written by `benchmarks/cuda_check.py` (its docstring says what is checked and how).", "",
-             "| model | on GPU, finite | step ms | host syncs per step | where | syncs in full ranking |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| model | on GPU, finite | step ms | host syncs per step | where | syncs in full ranking |"
+             + (" syncs per step before |" if before else ""), "| --- | --- | --- | --- | --- | --- |" + (" --- |" if before else "")]
+    earlier = (before or {}).get("models", {})
     for model, row in result["models"].items():
         if "error" in row:
             lines.append(f"| {model} | ERROR: {row['error'][:160]} | | | | |")
             continue
+        then = earlier.get(model, {})
+        then = (f" {then['syncs_per_step']} ({', '.join(then['step_sync_sites'])}) |" if "syncs_per_step" in then
+                else " error |" if then else " |") if before else ""
         lines.append(f"| {model} | {'yes' if row['ok'] else 'NO'} | {row['step_ms']} | {row['syncs_per_step']} | "
-                     f"{', '.join(row['step_sync_sites'])} | {row['syncs_full_ranking']} |")
+                     f"{', '.join(row['step_sync_sites'])} | {row['syncs_full_ranking']} |" + then)
+    if before:
+        lines += ["", f"Before: {before['run']['command']}; commit {before['run']['commit']}; {before['run']['date']}; "
+                      f"{before['run']['machine']}."]
     return "\n".join(lines) + "\n"
 
 
@@ -150,11 +158,18 @@ def main(argv=None):
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cuda_check.json"))
     parser.add_argument("--models", default=None, help="comma-separated (default: all)")
     parser.add_argument("--device", default="cuda", help="cpu: a dry run of the script itself (no syncs counted)")
+    parser.add_argument("--markdown", action="store_true", help="rewrite the table of --out from its JSON (no runs)")
+    parser.add_argument("--before", default=None, help="an earlier run's JSON: its syncs per step in a column")
     args = parser.parse_args(argv)
     import torch
 
     from reproduce_table3 import run_stamp
 
+    if args.markdown:
+        before = json.loads(Path(args.before).read_text()) if args.before else None
+        Path(args.out).with_suffix(".md").write_text(markdown(json.loads(Path(args.out).read_text()), before))
+        print(Path(args.out).with_suffix(".md"))
+        return 0
     if args.device == "cuda" and not torch.cuda.is_available():
         print("skipped: no CUDA device")
         return 0

@@ -166,13 +166,15 @@ def run_stamp(script, args_line):
     stored with its result by the benchmarks that share this module."""
     import torch
 
-    if (ROOT / ".git").exists():
+    if os.environ.get("RECBOLE_HYPERLLM_COMMIT"):  # a copy of the tree elsewhere (the GPU machine): its commit as given
+        commit = os.environ["RECBOLE_HYPERLLM_COMMIT"] + " (given by RECBOLE_HYPERLLM_COMMIT)"
+    elif (ROOT / ".git").exists():
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
                                cwd=ROOT, capture_output=True, text=True).stdout.strip()  # the results are this run's output
         commit += " (uncommitted changes)" if dirty else ""
-    else:  # a copy of the tree without git (the GPU machine): the commit it was copied from, when given
-        commit = os.environ.get("RECBOLE_HYPERLLM_COMMIT", "unknown") + " (copy without .git)"
+    else:
+        commit = "unknown (no .git)"
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return {"command": f"python benchmarks/{script} {args_line}".rstrip(), "commit": commit,
             "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",

@@ -107,3 +107,12 @@ def test_on_cuda_every_parameter_gradient_and_score_stays_on_the_gpu(model):
 
     row = check(model)
     assert row["ok"], row
+
+
+def test_eq16_chunk_rows_follow_the_device_unless_configured(toy):
+    _, net, _, _ = build(toy, "HyperLLM_HGCF")
+    items = torch.empty(6086, 51)
+    assert net.chunk_rows(items) == 128
+    assert net.chunk_rows(items.to("meta")) == (1 << 26) // 6086 > 6086  # Beauty's Eq. 16 in one chunk
+    net.cl_chunk_size = 64
+    assert net.chunk_rows(items.to("meta")) == 64

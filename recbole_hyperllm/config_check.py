@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from recbole_hyperllm import trainer
-from recbole_hyperllm.errors import ConfigError
+from recbole_hyperllm.errors import ConfigError, integer, positive
 
 RECBOLE_PROPERTIES = Path(__import__("recbole").__file__).resolve().parent / "properties"
 PLUGIN_PROPERTIES = Path(__file__).resolve().parent.parent / "properties"
@@ -182,16 +182,11 @@ def check_known_keys(config, config_file_list, warn):
 
 # ----- values -----------------------------------------------------------------------------------------------
 def _integer(config, key, minimum):
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"config key '{key}' is {value!r}; it must be an integer >= {minimum}")
+    integer(config, key, minimum)
 
 
-def _number(config, key, minimum=0.0, strict=True):
-    value = config[key]
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (value > minimum if strict else value >= minimum)
-    if not ok:
-        raise ConfigError(f"config key '{key}' is {value!r}; it must be a number {'>' if strict else '>='} {minimum:g}")
+def _number(config, key, strict=True):
+    positive(config, key, allow_zero=not strict)
 
 
 def _choice(config, key, allowed):
@@ -246,6 +241,7 @@ PLUGIN_RULES = {  # this plugin's hyperbolic models
     "cl_temperature": lambda c, k: _number(c, k),
     "cl_weight": lambda c, k: _number(c, k, strict=False),
     "num_neg": lambda c, k: _integer(c, k, 1),
+    "cl_chunk_size": lambda c, k: _integer(c, k, 1),  # unset: chosen for the device
     "ssl_ratio": _fraction,
     "embedding_space": lambda c, k: _choice(c, k, ("manifold", "tangent")),
     "test_mask": lambda c, k: _choice(c, k, ("train_valid", "train")),

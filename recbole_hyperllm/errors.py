@@ -19,16 +19,15 @@ def choice(config, key, allowed, default):
     return value
 
 
-def positive(config, key, *, allow_zero=False):
-    """``float(config[key])``, checked to be > 0 (or >= 0); ConfigError names the key."""
+def positive(config, key, *, allow_zero=False, default=None):
+    """``float(config[key])`` (``default`` when unset), checked to be a number > 0 (or >= 0; NaN never);
+    ConfigError names the key."""
     value = config[key]
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"config key '{key}' is {value!r}; it must be a number") from None
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"config key '{key}' is {value}; it must be {'>= 0' if allow_zero else '> 0'}")
-    return value
+    value = default if value is None else value
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not (value >= 0 if allow_zero else value > 0):
+        raise ConfigError(f"config key '{key}' is {value!r}; it must be a number {'>=' if allow_zero else '>'} 0")
+    return float(value)
 
 
 def integer(config, key, minimum, default=None):

@@ -409,3 +409,20 @@ def test_the_headline_command_without_its_data_names_the_folder_and_how_to_make_
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr[-2000:]
     assert out.stderr.startswith("error: dataset/Amazon_Toys/Amazon_Toys.inter not found: no interactions for dataset "
                                  "'Amazon_Toys' in dataset/Amazon_Toys; make it with `python -m dataset_tools.amazon`")
+
+
+@pytest.mark.parametrize("value", [0, -2, 1.5, True])
+def test_cl_chunk_size_when_set_is_a_positive_integer(value):
+    from recbole_hyperllm.config_check import PLUGIN_RULES
+    from recbole_hyperllm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"config key 'cl_chunk_size' is {value!r}; it must be an integer >= 1"):
+        PLUGIN_RULES["cl_chunk_size"]({"cl_chunk_size": value}, "cl_chunk_size")
+
+
+def test_a_positive_number_refuses_nan_and_names_the_key():
+    from recbole_hyperllm.errors import ConfigError, positive
+
+    with pytest.raises(ConfigError, match="config key 'kd_temperature' is nan; it must be a number > 0"):
+        positive({"kd_temperature": float("nan")}, "kd_temperature")
+    assert positive({"w": None}, "w", allow_zero=True, default=0.0) == 0.0

@@ -24,7 +24,7 @@ import torch
 from recbole.data.interaction import Interaction
 
 from recbole_hyperllm.atomic import read_columns
-from recbole_hyperllm.errors import ConfigError
+from recbole_hyperllm.errors import DivergenceError, integer
 from recbole_hyperllm.model.hellm.pretrain import HeLLM_Pretrain, feature_suffixes, training_pairs
 
 KEY_CONFIG = ("pre_embedding_size", "pre_layers", "hyper_layers", "item_knn_k", "item_feature_files", "hcl_temperature",
@@ -150,11 +150,7 @@ def sample_batches(users, items, n_items, train_matrix, batch_size, generator):
 
 def train_stage1(config, model, valid_pairs, logger, show_progress=False):
     """Train ``model`` (a HeLLM_Pretrain) on its training pairs; returns (best user, best item, record)."""
-    epochs, patience = int(config["pre_epochs"]), int(config["pre_stopping_step"])
-    batch_size = int(config["pre_batch_size"])
-    if min(epochs, patience, batch_size) < 1:
-        raise ConfigError("config keys 'pre_epochs', 'pre_stopping_step' and 'pre_batch_size' must be integers >= 1 "
-                          f"(got {epochs}, {patience}, {batch_size})")
+    epochs, patience, batch_size = (integer(config, key, 1) for key in ("pre_epochs", "pre_stopping_step", "pre_batch_size"))
     users, items = torch.from_numpy(model.train_users), torch.from_numpy(model.train_items)
     train_matrix = sp.csr_matrix((np.ones(len(users)), (model.train_users, model.train_items)),
                                  shape=(model.n_users, model.n_items))
@@ -169,7 +165,6 @@ def train_stage1(config, model, valid_pairs, logger, show_progress=False):
             batch = Interaction({model.USER_ID: u, model.ITEM_ID: pos, model.NEG_ITEM_ID: neg}).to(model.device)
             loss = sum(model.calculate_loss(batch))
             if not torch.isfinite(loss):
-                from recbole_hyperllm.errors import DivergenceError
                 raise DivergenceError(f"HeLLM stage 1: loss is {loss.item()} at epoch {epoch}; lower pre_learning_rate")
             optimizer.zero_grad()
             loss.backward()

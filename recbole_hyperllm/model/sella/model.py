@@ -30,7 +30,7 @@ from recbole.utils import InputType
 from torch import nn
 
 from recbole_hyperllm.atomic import AtomicFileError
-from recbole_hyperllm.errors import ConfigError, choice, integer
+from recbole_hyperllm.errors import ConfigError, choice, integer, positive
 from recbole_hyperllm.llm import LLMError, Projector, add_lora, load_causal_lm, splice_batch
 from recbole_hyperllm.model.abstract import PluginModel
 from recbole_hyperllm.model.sella.losses import yes_no_logit
@@ -44,14 +44,6 @@ TRAINABLE = {
     "step2": ("user_cf.", "item_cf.", "projector."),     # MF embeddings and the alignment projector
     "step3": ("llm.", "projector.", "warm."),            # LoRA, the hybrid projection, the warm projection
 }
-
-
-def _number(config, key, default):
-    value = config[key]
-    value = default if value is None else value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"config key '{key}' is {value!r}; it must be a number > 0")
-    return float(value)
 
 
 def item_titles(config, dataset):
@@ -120,7 +112,7 @@ class SeLLaRec(PluginModel, ContextRecommender):
         self.llm_layers = integer(config, "llm_layers", 0, 0)
         self.lora = {"r": integer(config, "lora_r", 1, 8), "alpha": integer(config, "lora_alpha", 1, 16),
                      "dropout": float(config["lora_dropout"] or 0.0)}
-        self.temperature = _number(config, "align_temperature", 0.2)
+        self.temperature = positive(config, "align_temperature", default=0.2)
         self.mf_dim = integer(config, "mf_embedding_size", 1, 256)
         self.projector_inner = integer(config, "projector_inner", 1, 1024)
         self.titles = item_titles(config, dataset)

@@ -254,7 +254,9 @@ def number(value, digits):
 
 
 def markdown_table(results):
-    lines = ["| model | phase-1 output | R@10 | R@20 | N@10 | N@20 | paper R@20 / N@20 | vs paper R@20 / N@20 | other mask R@20 / N@20 | best epoch / epochs | s/epoch (train + valid) | s to best epoch / paper's Time | whole run s | peak RSS MB |",
+    stamps = [f"- {name}: `{entry['run']['command']}`; commit {entry['run']['commit']}; {entry['run']['date']}; "
+              f"{entry['run']['machine']}" for name, entry in results.items() if "run" in entry]
+    lines = (["Runs (command, commit, date, machine):", *stamps, ""] if stamps else []) + ["| model | phase-1 output | R@10 | R@20 | N@10 | N@20 | paper R@20 / N@20 | vs paper R@20 / N@20 | other mask R@20 / N@20 | best epoch / epochs | s/epoch (train + valid) | s to best epoch / paper's Time | whole run s | peak RSS MB |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, entry in results.items():
         if "error" in entry:

@@ -7,9 +7,13 @@ exists is not trained again) and draws them with ``python -m recbole_hyperllm.an
         [--data ../shared/data/hyperllm-official] --out benchmarks/results/figures_beauty
 
 Beauty: the authors' split and tags (converted with ``dataset_tools.from_official``), each model with its
-Beauty hyper-parameters (``properties/beauty``; HyperLLM from the released phase-1 output, as Table 3);
-the figures there are Figure 4 (groups) and a two-line Figure 3 (Base and HyperLLM: w/o Meta needs semantic
-inputs the release does not have) for HGCF, and Figure 5 for HRCF. Skips with exit 0 without the release.
+Beauty hyper-parameters (``properties/beauty``). ``--semantic released`` (default): HyperLLM from the
+released phase-1 output, as Table 3; the figures there are Figure 4 (groups) and a two-line Figure 3 (Base
+and HyperLLM: w/o Meta needs semantic inputs the release does not have) for HGCF, and Figure 5 for HRCF.
+``--semantic tag-summaries``: every semantic run reads the MiniLM embeddings of the tag-name summaries
+(``benchmarks/beauty_tag_summaries.py``, made once in ``--workdir``, as ``compare_frameworks.py --dataset
+beauty``) and HyperLLM runs this project's phase 1 on them (``semantic_init: moe``), so all four figures can
+be drawn, Figure 2 and the three-line Figure 3 included. Skips with exit 0 without the release.
 
 Runs (seed 2020, the plugin's defaults plus ``--set``; ml-100k's inputs made offline by the run scripts' step):
 Figure 2 (ablation, HGCF): HyperLLM, w/o Meta, only Semantic, w/o Semantic (variant Structural), w/o
@@ -51,11 +55,19 @@ BEAUTY_FIGURES = {"groups": ["Base", "HyperLLM"], "convergence": ["Base", "Hyper
                   "dendrogram": ["HRCF", "HyperLLM_HRCF"]}
 
 
-def train(name, dataset, workdir, extra, files=None):
+def run_settings(name, own_phase1=False):
+    """(model, settings) of run ``name``; ``own_phase1``: HyperLLM runs train phase 1 on the semantic inputs."""
+    model, settings = RUNS[name]
+    if own_phase1 and model.startswith("HyperLLM_"):
+        settings = dict(settings, semantic_init="moe")
+    return model, settings
+
+
+def train(name, dataset, workdir, extra, files=None, own_phase1=False):
     """One run in its own process (the run script's API); its record path or the divergence."""
     from reproduce_table3 import run_in_subprocess
 
-    model, settings = RUNS[name]
+    model, settings = run_settings(name, own_phase1)
     config = dict(extra, **settings, data_path=workdir, checkpoint_dir=os.path.join(workdir, "saved"),
                   show_progress=False)
     result = run_in_subprocess(model, config, files(model) if files else None, dataset=dataset, target=_run)
@@ -138,16 +150,24 @@ def main(argv=None):
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "figures_ml100k"))
     parser.add_argument("--figures", default=",".join(FIGURES))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--semantic", default="released", choices=["released", "tag-summaries"],
+                        help="beauty: the semantic side (see the module docstring)")
     args = parser.parse_args(argv)
     extra = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
-    figures, dataset, files, workdir = FIGURES, args.dataset, None, args.workdir
+    figures, dataset, files, workdir, own_phase1 = FIGURES, args.dataset, None, args.workdir, False
     if args.dataset == "beauty":
         from reproduce_table3 import DATASET, config_files, convert
 
         if not (Path(args.data) / "beauty" / "train_matrix.npz").is_file():
             print(f"skipped: the authors' release is not at {args.data}")
             return 0
-        figures, dataset, files, workdir = BEAUTY_FIGURES, DATASET, config_files, convert(args.data, args.workdir)
+        if args.semantic == "tag-summaries":
+            from compare_frameworks import beauty_inputs
+
+            figures, dataset, files, own_phase1 = FIGURES, DATASET, config_files, True
+            workdir = beauty_inputs(args.data, args.workdir)
+        else:
+            figures, dataset, files, workdir = BEAUTY_FIGURES, DATASET, config_files, convert(args.data, args.workdir)
     else:
         extra.setdefault("seed", 2020)
     os.makedirs(args.out, exist_ok=True)
@@ -161,7 +181,7 @@ def main(argv=None):
         if name in runs and runs[name].get("record") and os.path.isfile(runs[name]["record"]):
             continue
         print(f"training {name} ...", flush=True)
-        runs[name] = {**train(name, dataset, workdir, extra, files), **stamp(argv)}
+        runs[name] = {**train(name, dataset, workdir, extra, files, own_phase1), **stamp(argv)}
         runs_file.write_text(json.dumps(runs, indent=1))
         print(f"{name}: {runs[name].get('test_result') or runs[name].get('diverged') or runs[name].get('error')}", flush=True)
     for figure in wanted:

@@ -1,6 +1,8 @@
 """Issue 14: the paper's analyses as commands (groups, convergence, dendrogram, ablation) on tiny runs."""
 import json
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,3 +113,15 @@ def test_the_command_line_draws_groups_in_a_fresh_process(runs, tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("wrote ") and json.load(open(tmp_path / "groups.json"))["labels"] == ["HGCF", "HyperLLM"]
+
+
+def test_beauty_figures_with_tag_summaries_run_this_projects_phase_1_for_hyperllm_only(tmp_path, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import figures
+
+    assert figures.run_settings("HyperLLM", own_phase1=True) == ("HyperLLM_HGCF", {"semantic_init": "moe"})
+    assert figures.run_settings("w/o Meta", own_phase1=True)[1] == {"ablation": "wo_meta", "semantic_init": "moe"}
+    assert figures.run_settings("Base", own_phase1=True) == ("HGCF", {})
+    assert figures.run_settings("HyperLLM") == ("HyperLLM_HGCF", {})
+    assert figures.main(["--dataset", "beauty", "--semantic", "tag-summaries", "--data", str(tmp_path)]) == 0
+    assert "skipped" in capsys.readouterr().out

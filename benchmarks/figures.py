@@ -25,6 +25,7 @@ command, commit, date and machine).
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -171,6 +172,7 @@ def main(argv=None):
     else:
         extra.setdefault("seed", 2020)
     os.makedirs(args.out, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the running child is stopped too
     runs_file = Path(args.out) / "runs.json"
     runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
     wanted = args.figures.split(",")

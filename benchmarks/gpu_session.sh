@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The GPU checks of this project as one prepared script, sized for a 15-minute device lease.
+#
+# Here (the CPU machine, once per session; needs the authors' release in ../shared and, for
+# vs_authors, `fetch github:Qin-lab-code/HyperLLM`):
+#     bash benchmarks/gpu_session.sh prepare
+#   writes the ignored folders .whl (recbole and the pure-Python packages the CUDA image lacks,
+#   for Python 3.12) and .gpu (the release, the authors' code, the tag-summary embeddings of
+#   benchmarks/beauty_tag_summaries.py compressed), ~40 MB together.
+# There (the device tool's `run`, carry [".whl", ".gpu"], timeout_s <= 600):
+#     bash benchmarks/gpu_session.sh run <commit> [stage ...]
+#   stages, in the order given (default: cuda table3 vs_authors convergence), each under its own
+#   time limit, results under $OUT (at most 8 files come back):
+#     cuda        benchmarks/cuda_check.py: all 25 models, one step + full ranking, host syncs   (~30 s)
+#     table3      reproduce_table3.py HyperLLM_HGCF on Beauty (s/epoch, seconds to best)        (~200 s)
+#     vs_authors  vs_authors.py --device cuda: the authors' code and ours, 5 epochs each          (~150 s)
+#     convergence figures.py --dataset beauty --semantic tag-summaries --figures convergence      (rest)
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+mode=${1:-}
+shift || true
+
+prepare() {
+  local release=../shared/data/hyperllm-official mirror=/work/.mirror/Qin-lab-code+HyperLLM/repo
+  grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+  mkdir -p .whl .gpu
+  python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl \
+    recbole==1.2.1 geoopt==0.5.1 colorlog==4.7.2 texttable==1.7.2 thop==0.1.1.post2209072238 hyperopt==0.2.5 future
+  rm -rf .gpu/hyperllm-official && cp -r "$release" .gpu/hyperllm-official
+  if [ -d "$mirror" ]; then  # the authors' code without its unreleased save/ folder
+    rm -rf .gpu/authors && mkdir -p .gpu/authors
+    git --git-dir="$mirror" archive HEAD $(git --git-dir="$mirror" ls-tree --name-only HEAD | grep -vx save | grep -vx data | grep -vx log) \
+      | tar -x -C .gpu/authors
+  fi
+  local work=${TAG_INPUTS:-/tmp/gpu-session-inputs}  # TAG_INPUTS: a workdir where they were made before
+  [ -f "$work/Amazon_Beauty/Amazon_Beauty.useremb" ] ||
+    python benchmarks/beauty_tag_summaries.py --data "$release" --workdir "$work" --inputs-only
+  tar -C "$work/Amazon_Beauty" -cf - Amazon_Beauty.useremb Amazon_Beauty.itememb | xz -1 -T0 > .gpu/tag-summary-embeddings.tar.xz
+  du -sh .whl .gpu
+}
+
+stage_cuda() { timeout 90 python3 benchmarks/cuda_check.py --out "$OUT/cuda_check.json"; }
+stage_table3() {
+  timeout 260 python3 benchmarks/reproduce_table3.py --data .gpu/hyperllm-official --workdir /tmp/beauty \
+    --out "$OUT/table3_gpu.json" --models HyperLLM_HGCF
+}
+stage_vs_authors() {
+  [ -f .gpu/authors/main.py ] || { echo "no .gpu/authors"; return 0; }
+  timeout 200 python3 benchmarks/vs_authors.py --device cuda --authors .gpu/authors --authors-commit 3cb1fa5 \
+    --data .gpu/hyperllm-official --epochs 5 --rounds 1 --out "$OUT/vs_authors_gpu.json"
+}
+stage_convergence() {
+  local work=/tmp/beauty-tags
+  mkdir -p "$work"
+  python3 -c "import sys; sys.path.insert(0, 'benchmarks'); from reproduce_table3 import convert; convert('.gpu/hyperllm-official', '$work')"
+  xz -dc .gpu/tag-summary-embeddings.tar.xz | tar -x -C "$work/Amazon_Beauty"
+  timeout "${CONVERGENCE_SECONDS:-400}" python3 benchmarks/figures.py --dataset beauty --semantic tag-summaries \
+    --figures convergence --data .gpu/hyperllm-official --workdir "$work" --out "$OUT/convergence"
+}
+
+run() {
+  local commit=$1; shift
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$ROOT PYTHONUNBUFFERED=1 RECBOLE_HYPERLLM_COMMIT=$commit
+  local log=$OUT/log.txt stages=("$@")
+  [ ${#stages[@]} -gt 0 ] || stages=(cuda table3 vs_authors convergence)
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$log" 2>&1
+  for stage in "${stages[@]}"; do
+    echo "== $stage $(date +%T)" >> "$log"
+    "stage_$stage" >> "$log" 2>&1
+  done
+  echo "== end $(date +%T)" >> "$log"
+  rm -f "$OUT"/*.md
+  grep -E "^==|models ok|^HyperLLM_|^HGCF|Error|skipped" "$log" | tail -40
+}
+
+case "$mode" in
+  prepare) prepare ;;
+  run) run "$@" ;;
+  *) echo "usage: bash benchmarks/gpu_session.sh prepare | run <commit> [cuda table3 vs_authors convergence]"; exit 2 ;;
+esac

@@ -18,7 +18,8 @@ be drawn, Figure 2 and the three-line Figure 3 included. Skips with exit 0 witho
 Runs (seed 2020, the plugin's defaults plus ``--set``; ml-100k's inputs made offline by the run scripts' step):
 Figure 2 (ablation, HGCF): HyperLLM, w/o Meta, only Semantic, w/o Semantic (variant Structural), w/o
 Structural (variant Semantic), w/o CL, and Base (HGCF); Figure 3 (convergence): Base, w/o Meta, HyperLLM over
-HGCF; Figure 4 (groups): HGCF vs HyperLLM_HGCF; Figure 5 (dendrogram): HRCF vs HyperLLM_HRCF. Every run is
+HGCF; Figure 4 (groups): HGCF vs HyperLLM_HGCF (``--backbone`` puts another backbone in HGCF's place in
+Figures 2-4); Figure 5 (dendrogram): HRCF vs HyperLLM_HRCF. Every run is
 its own process. ``--out`` gets the four PNG/JSON pairs and ``runs.json`` (each run's record path, metrics,
 command, commit, date and machine).
 """
@@ -56,19 +57,22 @@ BEAUTY_FIGURES = {"groups": ["Base", "HyperLLM"], "convergence": ["Base", "Hyper
                   "dendrogram": ["HRCF", "HyperLLM_HRCF"]}
 
 
-def run_settings(name, own_phase1=False):
-    """(model, settings) of run ``name``; ``own_phase1``: HyperLLM runs train phase 1 on the semantic inputs."""
+def run_settings(name, own_phase1=False, backbone="HGCF"):
+    """(model, settings) of run ``name``; ``own_phase1``: HyperLLM runs train phase 1 on the semantic inputs;
+    ``backbone``: the backbone of the HGCF runs (Figures 2-4; Figure 5's runs name theirs)."""
     model, settings = RUNS[name]
+    if model == "HGCF" or model.endswith("_HGCF"):
+        model = model[: -len("HGCF")] + backbone
     if own_phase1 and model.startswith("HyperLLM_"):
         settings = dict(settings, semantic_init="moe")
     return model, settings
 
 
-def train(name, dataset, workdir, extra, files=None, own_phase1=False):
+def train(name, dataset, workdir, extra, files=None, own_phase1=False, backbone="HGCF"):
     """One run in its own process (the run script's API); its record path or the divergence."""
     from reproduce_table3 import run_in_subprocess
 
-    model, settings = run_settings(name, own_phase1)
+    model, settings = run_settings(name, own_phase1, backbone)
     config = dict(extra, **settings, data_path=workdir, checkpoint_dir=os.path.join(workdir, "saved"),
                   show_progress=False)
     result = run_in_subprocess(model, config, files(model) if files else None, dataset=dataset, target=_run)
@@ -151,6 +155,7 @@ def main(argv=None):
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "figures_ml100k"))
     parser.add_argument("--figures", default=",".join(FIGURES))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--backbone", default="HGCF", help="the backbone of Figures 2-4 (Figure 5: HRCF)")
     parser.add_argument("--semantic", default="released", choices=["released", "tag-summaries"],
                         help="beauty: the semantic side (see the module docstring)")
     args = parser.parse_args(argv)
@@ -183,7 +188,7 @@ def main(argv=None):
         if name in runs and runs[name].get("record") and os.path.isfile(runs[name]["record"]):
             continue
         print(f"training {name} ...", flush=True)
-        runs[name] = {**train(name, dataset, workdir, extra, files, own_phase1), **stamp(argv)}
+        runs[name] = {**train(name, dataset, workdir, extra, files, own_phase1, args.backbone), **stamp(argv)}
         runs_file.write_text(json.dumps(runs, indent=1))
         print(f"{name}: {runs[name].get('test_result') or runs[name].get('diverged') or runs[name].get('error')}", flush=True)
     for figure in wanted:

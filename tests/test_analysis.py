@@ -123,5 +123,8 @@ def test_beauty_figures_with_tag_summaries_run_this_projects_phase_1_for_hyperll
     assert figures.run_settings("w/o Meta", own_phase1=True)[1] == {"ablation": "wo_meta", "semantic_init": "moe"}
     assert figures.run_settings("Base", own_phase1=True) == ("HGCF", {})
     assert figures.run_settings("HyperLLM") == ("HyperLLM_HGCF", {})
+    assert figures.run_settings("Base", backbone="HGCH") == ("HGCH", {})
+    assert figures.run_settings("w/o CL", backbone="HGCH") == ("HyperLLM_HGCH", {"ablation": "wo_cl"})
+    assert figures.run_settings("HyperLLM_HRCF", backbone="HGCH") == ("HyperLLM_HRCF", {})
     assert figures.main(["--dataset", "beauty", "--semantic", "tag-summaries", "--data", str(tmp_path)]) == 0
     assert "skipped" in capsys.readouterr().out

@@ -121,6 +121,10 @@ def test_hicf_adaptive_margin_and_informative_negative_match_direct_computation(
     synced = net.redraw_without_sync(first, users.unsqueeze(1) * net.n_items, batch[net.NEG_ITEM_ID])
     assert synced.shape == first.shape and synced.min() >= 1 and synced.max() < net.n_items
     assert not torch.isin(users.unsqueeze(1) * net.n_items + synced, net.train_pair_keys).any()
+    # the binary search both paths use answers as torch.isin does (keys below, among and above the known ones)
+    keys = torch.randint(-5, net.n_users * net.n_items + 5, (2000,))
+    keys[:50] = net.train_pair_keys[torch.randint(0, net.train_pair_keys.numel(), (50,))]
+    assert torch.equal(net.is_training_pair(keys), torch.isin(keys, net.train_pair_keys))
 
 
 @pytest.mark.parametrize("model,key,other", [("HyperLLM_HRCF", "hrcf_alpha", 5.0), ("HyperLLM_HICF", "num_neg", 7)])

@@ -139,8 +139,60 @@ def summary(out, stamp_line):
                   "| --- | --- | --- | --- |"]
         lines += [f"| {m['label']} | {m['cophenetic_correlation']:.3f} | {m['cluster_sizes']} | "
                   + " / ".join(f"{h:.3f}" for h in m["merge_heights_quartiles"]) + " |" for m in data["models"]]
+    lines += ["", *paper_check(folder)]
     (folder / "summary.md").write_text("\n".join(lines) + "\n")
     return folder / "summary.md"
+
+
+def paper_check(folder):
+    """Whether each drawn figure agrees with the paper's statement (Sections 5.4-5.7), and by how much,
+    computed from the figures' JSON (the first model or run is the reference, as drawn)."""
+    out = ["Against the paper (computed from the JSON above):", ""]
+    if (folder / "ablation.json").is_file():
+        rows = {r["label"]: r for r in json.loads((folder / "ablation.json").read_text())["rows"]}
+        full = rows.get("HyperLLM")
+        if full and not full.get("diverged"):
+            worse = [(k, 100 * (r["recall@20"] / full["recall@20"] - 1)) for k, r in rows.items()
+                     if k != "HyperLLM" and not r.get("diverged")]
+            above = [f"{k} {d:+.1f}%" for k, d in worse if d > 0]
+            out.append("- Figure 2 (every component helps: each variant below the full model): "
+                       + ("agrees" if not above else f"does not hold for {', '.join(above)}")
+                       + "; R@20 vs HyperLLM: " + ", ".join(f"{k} {d:+.1f}%" for k, d in worse)
+                       + "".join(f"; {k} diverged" for k, r in rows.items() if r.get("diverged")))
+    if (folder / "convergence.json").is_file():
+        runs = {r["label"]: r for r in json.loads((folder / "convergence.json").read_text())["runs"]}
+
+        def first_near_best(run):
+            best = max(run["recall@20"])
+            return next(e for e, v in zip(run["epochs"], run["recall@20"]) if v >= 0.95 * best)
+        if "HyperLLM" in runs:
+            ours = first_near_best(runs["HyperLLM"])
+            others = {k: first_near_best(r) for k, r in runs.items() if k != "HyperLLM"}
+            out.append("- Figure 3 (the meta-optimised start converges in far fewer epochs): "
+                       + ("agrees" if all(ours < e for e in others.values()) else "does not hold")
+                       + f"; first epoch at 95% of the run's best validation R@20: HyperLLM {ours}, "
+                       + ", ".join(f"{k} {e}" for k, e in others.items())
+                       + "; validation R@20 after one epoch: "
+                       + ", ".join(f"{k} {r['recall@20'][0]:.4f}" for k, r in runs.items()))
+    if (folder / "groups.json").is_file():
+        model = json.loads((folder / "groups.json").read_text())["models"][-1]
+        gains = [g["improvement_%"]["recall@20"] for g in model["groups"]]
+        sparse, dense = sum(gains[:2]) / 2, sum(gains[-2:]) / 2
+        out.append("- Figure 4 (helps every user group, most the sparse ones): "
+                   + ("agrees" if min(gains) > 0 and sparse > dense else
+                      "helps every group, but not most the sparse ones" if min(gains) > 0 else "does not hold")
+                   + f"; {model['label']} R@20 change G1..G5: " + " / ".join(f"{g:+.1f}%" for g in gains)
+                   + f" (mean of G1-G2 {sparse:+.1f}%, of G4-G5 {dense:+.1f}%)")
+    if (folder / "dendrogram.json").is_file():
+        models = json.loads((folder / "dendrogram.json").read_text())["models"]
+        base, ours = models[0], models[-1]
+        delta = ours["cophenetic_correlation"] - base["cophenetic_correlation"]
+        out.append("- Figure 5 (HyperLLM's representations are more hierarchical; measured here as the cophenetic "
+                   "correlation of Ward's tree, how faithfully a hierarchy represents the items' distances): "
+                   + ("agrees" if delta > 0 else "does not hold")
+                   + f"; {base['label']} {base['cophenetic_correlation']:.3f}, {ours['label']} "
+                   f"{ours['cophenetic_correlation']:.3f} ({delta:+.3f})")
+    return out if len(out) > 2 else []
 
 
 def main(argv=None):

@@ -128,3 +128,22 @@ def test_beauty_figures_with_tag_summaries_run_this_projects_phase_1_for_hyperll
     assert figures.run_settings("HyperLLM_HRCF", backbone="HGCH") == ("HyperLLM_HRCF", {})
     assert figures.main(["--dataset", "beauty", "--semantic", "tag-summaries", "--data", str(tmp_path)]) == 0
     assert "skipped" in capsys.readouterr().out
+
+
+def test_paper_check_says_agrees_only_when_the_numbers_do(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import figures
+
+    runs = [{"label": "Base", "epochs": [1, 2, 3, 4], "recall@20": [0.1, 0.2, 0.3, 0.4]},
+            {"label": "HyperLLM", "epochs": [1, 2, 3, 4], "recall@20": [0.39, 0.4, 0.41, 0.41]}]
+    (tmp_path / "convergence.json").write_text(json.dumps({"runs": runs}))
+    groups = [{"recall@20": 0.1, "improvement_%": {"recall@20": g}} for g in (5.0, 4.0, 3.0, -1.0, 2.0)]
+    (tmp_path / "groups.json").write_text(json.dumps({"models": [{"label": "HGCF", "groups": []},
+                                                               {"label": "HyperLLM_HGCF", "groups": groups}]}))
+    text = "\n".join(figures.paper_check(tmp_path))
+    assert "converges in far fewer epochs): agrees; first epoch at 95% of the run's best validation R@20: HyperLLM 1, Base 4" in text
+    assert "most the sparse ones): does not hold" in text
+    groups[3]["improvement_%"]["recall@20"] = 1.0
+    (tmp_path / "groups.json").write_text(json.dumps({"models": [{"label": "HGCF", "groups": []},
+                                                               {"label": "HyperLLM_HGCF", "groups": groups}]}))
+    assert "most the sparse ones): agrees" in "\n".join(figures.paper_check(tmp_path))

@@ -144,12 +144,12 @@ def markdown(result, before=None):
             continue
         then = earlier.get(model, {})
         then = (f" {then['syncs_per_step']} ({', '.join(then['step_sync_sites'])}) |" if "syncs_per_step" in then
-                else " error |" if then else " |") if before else ""
+                else f" error: {then['error'][:70]} |" if then else " |") if before else ""
         lines.append(f"| {model} | {'yes' if row['ok'] else 'NO'} | {row['step_ms']} | {row['syncs_per_step']} | "
                      f"{', '.join(row['step_sync_sites'])} | {row['syncs_full_ranking']} |" + then)
     if before:
         lines += ["", f"Before: {before['run']['command']}; commit {before['run']['commit']}; {before['run']['date']}; "
-                      f"{before['run']['machine']}."]
+                      f"{before['run']['machine']}."] + ([before["note"]] if before.get("note") else [])
     return "\n".join(lines) + "\n"
 
 

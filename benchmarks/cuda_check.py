@@ -56,11 +56,6 @@ def build_on_cpu(model, folder):
     return net, next(iter(train))
 
 
-def project_line(caught):
-    """The innermost frame of this project's code in the warning's stack (or the warning's own place)."""
-    return f"{Path(caught.filename).name}:{caught.lineno}"
-
-
 def step(net, batch):
     net.train()
     net.zero_grad(set_to_none=True)
@@ -84,18 +79,15 @@ def count_syncs(action, device="cuda"):
             sites.append(f"{Path(stack[-1].filename).relative_to(ROOT)}:{stack[-1].lineno}" if stack
                          else f"{Path(filename).name}:{lineno}")
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # restores warnings.showwarning on exit
         warnings.simplefilter("always")
-        previous = warnings.showwarning
         warnings.showwarning = record
         torch.cuda.set_sync_debug_mode("warn")
         try:
             result = action()
-            torch.cuda.set_sync_debug_mode("default")
-            torch.cuda.synchronize()
         finally:
             torch.cuda.set_sync_debug_mode("default")
-            warnings.showwarning = previous
+    torch.cuda.synchronize()
     return result, sites
 
 

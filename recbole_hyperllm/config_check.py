@@ -181,14 +181,6 @@ def check_known_keys(config, config_file_list, warn):
 
 
 # ----- values -----------------------------------------------------------------------------------------------
-def _integer(config, key, minimum):
-    integer(config, key, minimum)
-
-
-def _number(config, key, strict=True):
-    positive(config, key, allow_zero=not strict)
-
-
 def _choice(config, key, allowed):
     if config[key] not in allowed:
         raise ConfigError(f"config key '{key}' is {config[key]!r}; use one of {allowed}")
@@ -215,33 +207,33 @@ def _benchmark_files(config, key):
 
 
 GENERAL_RULES = {  # any model, RecBole's included: key -> check
-    "seed": lambda c, k: _integer(c, k, 0),
+    "seed": lambda c, k: integer(c, k, 0),
     "dataset": _dataset_name,
     "benchmark_filename": _benchmark_files,
-    "epochs": lambda c, k: _integer(c, k, 1),
-    "train_batch_size": lambda c, k: _integer(c, k, 1),
-    "eval_batch_size": lambda c, k: _integer(c, k, 1),
-    "eval_step": lambda c, k: _integer(c, k, 1),
-    "stopping_step": lambda c, k: _integer(c, k, 1),
-    "learning_rate": lambda c, k: _number(c, k),
-    "weight_decay": lambda c, k: _number(c, k, strict=False),
+    "epochs": lambda c, k: integer(c, k, 1),
+    "train_batch_size": lambda c, k: integer(c, k, 1),
+    "eval_batch_size": lambda c, k: integer(c, k, 1),
+    "eval_step": lambda c, k: integer(c, k, 1),
+    "stopping_step": lambda c, k: integer(c, k, 1),
+    "learning_rate": lambda c, k: positive(c, k),
+    "weight_decay": lambda c, k: positive(c, k, allow_zero=True),
 }
 PLUGIN_RULES = {  # this plugin's hyperbolic models
-    "embedding_size": lambda c, k: _integer(c, k, 2),  # a Lorentz point: time coordinate + at least one more
-    "n_layers": lambda c, k: _integer(c, k, 1),
-    "margin": lambda c, k: _number(c, k),              # margin <= 0: the hinge is 0 from the first batch
-    "max_norm": lambda c, k: _number(c, k, strict=False),
-    "max_step": lambda c, k: _number(c, k, strict=False),
-    "init_scale": lambda c, k: _number(c, k),
-    "meta_epochs": lambda c, k: _integer(c, k, 1),
-    "meta_stopping_step": lambda c, k: _integer(c, k, 1),
-    "num_experts": lambda c, k: _integer(c, k, 1),
-    "tag_margin": lambda c, k: _number(c, k),
-    "meta_margin": lambda c, k: _number(c, k),
-    "cl_temperature": lambda c, k: _number(c, k),
-    "cl_weight": lambda c, k: _number(c, k, strict=False),
-    "num_neg": lambda c, k: _integer(c, k, 1),
-    "cl_chunk_size": lambda c, k: _integer(c, k, 1),  # unset: chosen for the device
+    "embedding_size": lambda c, k: integer(c, k, 2),  # a Lorentz point: time coordinate + at least one more
+    "n_layers": lambda c, k: integer(c, k, 1),
+    "margin": lambda c, k: positive(c, k),              # margin <= 0: the hinge is 0 from the first batch
+    "max_norm": lambda c, k: positive(c, k, allow_zero=True),
+    "max_step": lambda c, k: positive(c, k, allow_zero=True),
+    "init_scale": lambda c, k: positive(c, k),
+    "meta_epochs": lambda c, k: integer(c, k, 1),
+    "meta_stopping_step": lambda c, k: integer(c, k, 1),
+    "num_experts": lambda c, k: integer(c, k, 1),
+    "tag_margin": lambda c, k: positive(c, k),
+    "meta_margin": lambda c, k: positive(c, k),
+    "cl_temperature": lambda c, k: positive(c, k),
+    "cl_weight": lambda c, k: positive(c, k, allow_zero=True),
+    "num_neg": lambda c, k: integer(c, k, 1),
+    "cl_chunk_size": lambda c, k: integer(c, k, 1),  # unset: chosen for the device
     "ssl_ratio": _fraction,
     "embedding_space": lambda c, k: _choice(c, k, ("manifold", "tangent")),
     "test_mask": lambda c, k: _choice(c, k, ("train_valid", "train")),

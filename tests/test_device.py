@@ -98,7 +98,8 @@ def test_every_backbone_is_either_covered_or_named_as_not():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/cuda_check.py reports the same)")
 @pytest.mark.parametrize("model", ["HGCF", "HGCH", "HyperCL", "HyperLLM_HGCH", "HyperLLM_HyperCL", "KAR_HICF"])
 def test_on_cuda_every_parameter_gradient_and_score_stays_on_the_gpu(model):
-    """The real device, for the backbones the meta device cannot run (benchmarks/cuda_check.py: all 25)."""
+    """The real device, for HyperCL (which the meta device cannot run) and a sample of the others
+    (benchmarks/cuda_check.py: all 25)."""
     import sys
     from pathlib import Path
 

@@ -414,14 +414,13 @@ def test_the_headline_command_without_its_data_names_the_folder_and_how_to_make_
 @pytest.mark.parametrize("value", [0, -2, 1.5, True])
 def test_cl_chunk_size_when_set_is_a_positive_integer(value):
     from recbole_hyperllm.config_check import PLUGIN_RULES
-    from recbole_hyperllm.errors import ConfigError
 
     with pytest.raises(ConfigError, match=f"config key 'cl_chunk_size' is {value!r}; it must be an integer >= 1"):
         PLUGIN_RULES["cl_chunk_size"]({"cl_chunk_size": value}, "cl_chunk_size")
 
 
 def test_a_positive_number_refuses_nan_and_names_the_key():
-    from recbole_hyperllm.errors import ConfigError, positive
+    from recbole_hyperllm.errors import positive
 
     with pytest.raises(ConfigError, match="config key 'kd_temperature' is nan; it must be a number > 0"):
         positive({"kd_temperature": float("nan")}, "kd_temperature")

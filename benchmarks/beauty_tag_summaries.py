@@ -89,7 +89,7 @@ def main(argv=None):
     if not (Path(args.data) / "beauty" / "train_matrix.npz").is_file():
         print(f"skipped: the authors' release is not at {args.data}")
         return 0
-    from reproduce_table3 import parse_value
+    from reproduce_table3 import parse_overrides
 
     os.makedirs(args.workdir, exist_ok=True)
     data_path = convert(args.data, args.workdir)
@@ -97,7 +97,7 @@ def main(argv=None):
     print("inputs:", json.dumps(inputs), flush=True)
     if args.inputs_only:
         return 0
-    overrides = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    overrides = parse_overrides(args.set)
     config_dict = {"data_path": data_path, "show_progress": False, "semantic_init": "moe", "num_experts": 16,
                    "meta_margin": 0.1, "checkpoint_dir": os.path.join(args.workdir, "saved"), **overrides}
     result = run_in_subprocess("HyperLLM_HGCF", config_dict, config_files("HyperLLM_HGCF"))

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from reproduce_table3 import DATASET, METRICS, convert, parse_value, run_in_subprocess, run_stamp, summarise  # noqa: E402
+from reproduce_table3 import DATASET, METRICS, convert, parse_overrides, run_in_subprocess, run_stamp, summarise  # noqa: E402
 
 BACKBONES = ("HGCF", "HRCF", "HICF", "HGCH", "HyperCL")
 FRAMEWORKS = ("Base", "KAR", "RLMRecCon", "RLMRecGen", "HyperLLM")
@@ -92,7 +92,7 @@ def beauty_inputs(data, workdir):
 
 def plan(args):
     """[(key, model, dataset, config files, config dict)] of every run asked for."""
-    overrides = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    overrides = parse_overrides(args.set)
     backbones = [b for b in args.backbones.split(",") if b]
     frameworks = [f for f in args.frameworks.split(",") if f]
     runs = []

@@ -197,7 +197,7 @@ def paper_check(folder):
 
 def main(argv=None):
     from recbole_hyperllm import analysis
-    from reproduce_table3 import parse_value
+    from reproduce_table3 import parse_overrides
 
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -211,7 +211,7 @@ def main(argv=None):
     parser.add_argument("--semantic", default="released", choices=["released", "tag-summaries"],
                         help="beauty: the semantic side (see the module docstring)")
     args = parser.parse_args(argv)
-    extra = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    extra = parse_overrides(args.set)
     figures, dataset, files, workdir, own_phase1 = FIGURES, args.dataset, None, args.workdir, False
     if args.dataset == "beauty":
         from reproduce_table3 import DATASET, config_files, convert

@@ -2,6 +2,7 @@
 
     python benchmarks/profile_step.py --model HyperLLM_HyperCL [--steps 10] [--workdir DIR]
         [--data ../shared/data/hyperllm-official] [--out results/profile_HyperLLM_HyperCL.json]
+        [--set KEY=VALUE ...]   (e.g. --set cl_compile=False: Eq. 16's eager chain)
 
 With the authors' Beauty hyper-parameters (``properties/beauty``), runs ``--steps``
 training steps exactly as the trainer does (``calculate_loss``, backward, optimiser
@@ -97,7 +98,7 @@ def instrument(net, timer):
         timer.wrap(hyperllm_module, attribute, "Eq. 16")
 
 
-def profile(model, workdir, data, steps):
+def profile(model, workdir, data, steps, overrides=None):
     import torch
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
@@ -109,7 +110,7 @@ def profile(model, workdir, data, steps):
 
     config = create_config(model, DATASET, config_files(model), {
         "data_path": convert(data, workdir), "show_progress": False, "state": "WARNING",
-        "checkpoint_dir": str(Path(workdir) / "saved")})
+        "checkpoint_dir": str(Path(workdir) / "saved"), **(overrides or {})})
     init_seed(config["seed"], True)
     train, valid, _ = data_preparation(config, create_dataset(config))
     net = get_model(model)(config, train.dataset)
@@ -150,11 +151,17 @@ def main(argv=None):
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra RecBole config, e.g. --set cl_compile=False")
     args = parser.parse_args(argv)
+    from reproduce_table3 import parse_overrides
+    overrides = parse_overrides(args.set)
     if not (Path(args.data) / "beauty" / "train_matrix.npz").is_file():
         print(f"skipped: the authors' release is not at {args.data}")
         return 0
-    result = profile(args.model, args.workdir or tempfile.mkdtemp(prefix="hyperllm-beauty-"), args.data, args.steps)
+    result = profile(args.model, args.workdir or tempfile.mkdtemp(prefix="hyperllm-beauty-"), args.data, args.steps,
+                     overrides)
+    result["overrides"] = overrides
     print(f"{args.model}: {result['batches_per_epoch']} batches per epoch, median of {result['steps']} steps")
     for name, seconds in sorted(result["seconds_per_epoch"].items(), key=lambda kv: -kv[1]):
         print(f"  {name:22s} {seconds:7.2f} s/epoch  {100 * seconds / result['total']:5.1f} %")

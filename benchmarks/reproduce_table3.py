@@ -107,6 +107,17 @@ def parse_value(text):
     return yaml.safe_load(text)
 
 
+def parse_overrides(items):
+    """``--set KEY=VALUE`` arguments -> {key: YAML value}; an item without '=' ends the run naming it."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: write KEY=VALUE")
+        overrides[key] = parse_value(value)
+    return overrides
+
+
 # What --phase1-as-semantic gives this project's phase 1 as its input (recorded with each result).
 SEMANTIC_STAND_IN = "released 16_50_0.1"
 
@@ -339,12 +350,7 @@ def main(argv=None):
     if not (Path(args.data) / "beauty" / "train_matrix.npz").is_file():
         print(f"skipped: the authors' release is not at {args.data} (expected beauty/ and phase1/ there)")
         return 0
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set {item!r}: write KEY=VALUE")
-        overrides[key] = parse_value(value)
+    overrides = parse_overrides(args.set)
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     if args.seed is not None:

@@ -234,6 +234,7 @@ PLUGIN_RULES = {  # this plugin's hyperbolic models
     "cl_weight": lambda c, k: positive(c, k, allow_zero=True),
     "num_neg": lambda c, k: integer(c, k, 1),
     "cl_chunk_size": lambda c, k: integer(c, k, 1),  # unset: chosen for the device
+    "cl_compile": lambda c, k: _choice(c, k, (True, False)),  # unset: chosen for the device and size
     "ssl_ratio": _fraction,
     "embedding_space": lambda c, k: _choice(c, k, ("manifold", "tangent")),
     "test_mask": lambda c, k: _choice(c, k, ("train_valid", "train")),

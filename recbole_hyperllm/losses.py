@@ -8,6 +8,8 @@
   pass (each chunk holds whole rows, so its log-sum-exp is complete), so the
   N x N matrix never exists at once and no second pass is needed for backward.
 """
+import warnings
+
 import torch
 
 from recbole_hyperllm.manifold import flip_space, sqdist_all, sqdist_pairs
@@ -34,45 +36,101 @@ class _ChunkBuffers:
         return self.gram[:rows], self.ratio[:rows], self.work[:rows]
 
 
-def _infonce_rows(h1_rows, h2_flipped, first_row, tau, buffers, want_grad):
-    """Rows [first_row, first_row + len) of Eq. (16).
+def _arcosh_terms(gram):
+    """(sqrt(M^2 - 1), arcosh(M)) with M^2 - 1 clamped at 1e-12 (finite on the diagonal)."""
+    root = torch.sqrt(torch.clamp_min(gram * gram - 1.0, 1e-12))
+    return root, torch.log(gram + root)
 
-    Returns the chunk's loss and, when ``want_grad``, the chunk's gradients with
-    respect to h1_rows and h2 as (grad_h1_rows, grad_h2_partial).
-    With M = -<h1_i, h2_j>_L, A = arcosh(M), logits = -A^2 / tau and P = softmax_j:
-    dL/dM_ij = (P_ij - [i == j]) * (-2 / tau) * A_ij / sqrt(M_ij^2 - 1).
+
+def _softmax_weights_eager(gram, buffers, tau):
+    """The elementwise chain of Eq. (16) on a Gram chunk M, in place in ``buffers`` (no allocation per chunk).
+
+    Returns (W, row_sum, min_sq) with A = arcosh(M), E = exp(-(A^2 - min_j A^2) / tau), row_sum = sum_j E and
+    W = E * A / sqrt(M^2 - 1).
     """
-    rows = h1_rows.size(0)
-    gram, ratio, work = buffers.view(rows)
-    torch.matmul(h1_rows, h2_flipped.t(), out=gram)                     # M
+    _, ratio, work = buffers
     torch.mul(gram, gram, out=ratio).sub_(1.0).clamp_min_(1e-12).sqrt_()  # sqrt(M^2 - 1)
     torch.add(gram, ratio, out=work).log_()                             # A = arcosh(M)
     torch.div(work, ratio, out=ratio)                                    # A / sqrt(M^2 - 1)
     work.mul_(work)                                                      # A^2 = d^2
+    min_sq = work.amin(dim=1)
+    work.sub_(min_sq.unsqueeze(1)).mul_(-1.0 / tau).exp_()              # exp(logit - max logit)
+    return ratio.mul_(work), work.sum(dim=1), min_sq
+
+
+def _softmax_weights_math(gram, tau):
+    """The same chain as one expression, for ``torch.compile`` to fuse into a few loops over the chunk."""
+    root, arc = _arcosh_terms(gram)
+    sq = arc * arc
+    min_sq = sq.amin(dim=1)
+    scaled = torch.exp((sq - min_sq.unsqueeze(1)) * (-1.0 / tau))
+    return scaled * (arc / root), scaled.sum(dim=1), min_sq
+
+
+# Eq. (16)'s chain compiled by torch.compile (Inductor generates fused C++ loops on the CPU), used for full chunks
+# of at least FUSED_MIN_ITEMS columns on the CPU; None until first use, False when compiling failed (eager then).
+FUSED_MIN_ITEMS = 2048
+_fused_weights = None
+
+
+def fused_weights_function():
+    """The compiled chain, or None when torch.compile is unavailable here (no C++ compiler): eager is used."""
+    global _fused_weights
+    if _fused_weights is None:
+        try:
+            _fused_weights = torch.compile(_softmax_weights_math, dynamic=False)
+        except Exception as error:  # noqa: BLE001 - any failure to build the compiler means: stay eager
+            warnings.warn(f"torch.compile unavailable ({error}); Eq. 16 runs its eager chain", RuntimeWarning)
+            _fused_weights = False
+    return _fused_weights or None
+
+
+def _weights(gram, buffers, tau, fused):
+    if fused:
+        function = fused_weights_function()
+        if function is not None:
+            try:
+                return function(gram, tau)
+            except Exception as error:  # noqa: BLE001 - e.g. the C++ build fails on first call
+                global _fused_weights
+                _fused_weights = False
+                warnings.warn(f"torch.compile failed on Eq. 16 ({type(error).__name__}: {error}); "
+                              "running its eager chain", RuntimeWarning)
+    return _softmax_weights_eager(gram, buffers, tau)
+
+
+def _infonce_rows(h1_rows, h2_flipped, first_row, tau, buffers, grad_h2=None, fused=False):
+    """Rows [first_row, first_row + len) of Eq. (16).
+
+    Returns the chunk's loss and, when ``grad_h2`` (the gradient accumulator of h2) is given, the chunk's
+    gradient with respect to h1_rows, having added the chunk's share of h2's gradient to ``grad_h2``.
+    With M = -<h1_i, h2_j>_L, A = arcosh(M), logits = -A^2 / tau and P = softmax_j:
+    dL/dM_ij = (P_ij - [i == j]) * (-2 / tau) * A_ij / sqrt(M_ij^2 - 1).
+    """
+    rows = h1_rows.size(0)
+    chunk = buffers.view(rows)
+    gram = torch.matmul(h1_rows, h2_flipped.t(), out=chunk[0])          # M
     local = torch.arange(rows, device=h1_rows.device)
-    diag_sq = work[local, local + first_row].clone()
-    min_sq = work.amin(dim=1, keepdim=True)
-    work.sub_(min_sq).mul_(-1.0 / tau).exp_()                            # exp(logit - max logit)
-    row_sum = work.sum(dim=1)
-    lse = torch.log(row_sum) - min_sq.squeeze(1) / tau
-    loss = (lse + diag_sq / tau).sum()
-    if not want_grad:
-        return loss, None, None
-    # dL/dM = (-2/tau) * (E / rowsum - I) * ratio; the row scale is applied after the matmuls.
-    diag_ratio = ratio[local, local + first_row].clone()
-    ratio.mul_(work)
+    diag_root, diag_arc = _arcosh_terms(gram[local, local + first_row])
+    weights, row_sum, min_sq = _weights(gram, chunk, tau, fused)
+    lse = torch.log(row_sum) - min_sq / tau
+    loss = (lse + diag_arc * diag_arc / tau).sum()
+    if grad_h2 is None:
+        return loss, None
+    # dL/dM = (-2/tau) * (E / rowsum - I) * A / sqrt(M^2 - 1); the row scale is applied after the matmuls.
+    diag_ratio = diag_arc / diag_root
     scale = (-2.0 / tau) / row_sum
     h2_diag = h2_flipped[first_row:first_row + rows]
-    grad_rows = (ratio @ h2_flipped) * scale.unsqueeze(1) + (2.0 / tau) * diag_ratio.unsqueeze(1) * h2_diag
+    grad_rows = (weights @ h2_flipped) * scale.unsqueeze(1) + (2.0 / tau) * diag_ratio.unsqueeze(1) * h2_diag
     h1_flipped = flip_space(h1_rows)
-    grad_h2 = ratio.t() @ (h1_flipped * scale.unsqueeze(1))
+    grad_h2.addmm_(weights.t(), h1_flipped * scale.unsqueeze(1))
     grad_h2[first_row:first_row + rows] += (2.0 / tau) * diag_ratio.unsqueeze(1) * h1_flipped
-    return loss, grad_rows, grad_h2
+    return loss, grad_rows
 
 
 class _ExactInfoNCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h1, h2, tau, chunk_size, first, stop):
+    def forward(ctx, h1, h2, tau, chunk_size, first, stop, fused):
         want_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         n = h1.size(0)
         h2_flipped = flip_space(h2)
@@ -82,11 +140,11 @@ class _ExactInfoNCE(torch.autograd.Function):
         grad_h2 = torch.zeros_like(h2) if want_grad else None
         for start in range(first, stop, chunk_size):
             h1_rows = h1[start:min(start + chunk_size, stop)]
-            loss, grad_rows, grad_h2_part = _infonce_rows(h1_rows, h2_flipped, start, tau, buffers, want_grad)
+            full_chunk = fused and h1_rows.size(0) == chunk_size  # a partial chunk would compile a second shape
+            loss, grad_rows = _infonce_rows(h1_rows, h2_flipped, start, tau, buffers, grad_h2, full_chunk)
             total = total + loss
             if want_grad:
                 grad_h1[start:start + h1_rows.size(0)] = grad_rows
-                grad_h2 += grad_h2_part
         ctx.save_for_backward(grad_h1, grad_h2)
         return total
 
@@ -94,21 +152,30 @@ class _ExactInfoNCE(torch.autograd.Function):
     def backward(ctx, grad_output):
         grad_h1, grad_h2 = ctx.saved_tensors
         # d/dh2 of x.(yJ) is xJ: grad_h2 was accumulated against h1 J already.
-        return grad_h1 * grad_output, grad_h2 * grad_output, None, None, None, None
+        return grad_h1 * grad_output, grad_h2 * grad_output, None, None, None, None, None
 
 
-def hyperbolic_infonce(h1, h2, tau, chunk_size=128, rows=None):
+def use_fused_chain(points, fused=None):
+    """Whether Eq. (16)'s elementwise chain goes through torch.compile: ``fused`` when given, else on the CPU
+    for at least FUSED_MIN_ITEMS items (small problems would spend more on compiling than they save)."""
+    if fused is not None:
+        return bool(fused)
+    return points.device.type == "cpu" and points.size(0) >= FUSED_MIN_ITEMS
+
+
+def hyperbolic_infonce(h1, h2, tau, chunk_size=128, rows=None, fused=None):
     """Eq. (16), exact: sum_i -log softmax_j(-d^2(h1_i, h2_j) / tau)[i].
 
     ``h1``: item points from the user-item graph, ``h2``: the same items from the
     tag graph (row i of both is item i). Gradients flow into both views.
     ``rows`` (a slice): only those terms i, each still against every j; the sums over a partition of
     the rows (one part per process) add up to the whole loss and its gradient.
+    ``fused``: run the elementwise chain compiled (see ``use_fused_chain``; None chooses).
     """
     if h1.shape != h2.shape:
         raise ValueError(f"hyperbolic_infonce needs two views of the same items, got {tuple(h1.shape)} and {tuple(h2.shape)}")
     start, stop, _ = (rows or slice(None)).indices(h1.size(0))
-    return _ExactInfoNCE.apply(h1, h2, float(tau), int(chunk_size), start, stop)
+    return _ExactInfoNCE.apply(h1, h2, float(tau), int(chunk_size), start, stop, use_fused_chain(h1, fused))
 
 
 def hyperbolic_infonce_reference(h1, h2, tau):

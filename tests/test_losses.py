@@ -51,3 +51,52 @@ def test_infonce_without_grad_and_shape_check():
         assert "same items" in str(error)
     else:
         raise AssertionError("mismatched views were accepted")
+
+
+def test_softmax_chain_as_one_expression_equals_the_in_place_chain():
+    from recbole_hyperllm.losses import _ChunkBuffers, _softmax_weights_eager, _softmax_weights_math
+    from recbole_hyperllm.manifold import flip_space
+    h1, h2 = random_points(12, 5, 8), random_points(40, 5, 9)
+    gram = h1 @ flip_space(h2).t()
+    buffers = _ChunkBuffers(12, 40, h1).view(12)
+    in_place = _softmax_weights_eager(gram.clone(), buffers, 0.3)
+    expression = _softmax_weights_math(gram, 0.3)
+    for a, b in zip(in_place, expression):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_chain_gives_the_eager_loss_and_gradients():
+    """torch.compile'd elementwise chain (full chunks) against the eager one: same loss and gradients."""
+    h1 = random_points(300, 8, 10).requires_grad_()
+    h2 = random_points(300, 8, 11).requires_grad_()
+    results = []
+    for fused in (False, True):
+        loss = hyperbolic_infonce(h1, h2, 0.4, chunk_size=64, fused=fused)  # 4 compiled chunks + 1 partial
+        results.append((loss.item(), *torch.autograd.grad(loss, [h1, h2])))
+    (eager_loss, e1, e2), (fused_loss, f1, f2) = results
+    assert abs(eager_loss - fused_loss) < 1e-4 * abs(eager_loss)
+    assert torch.allclose(e1, f1, atol=1e-5) and torch.allclose(e2, f2, atol=1e-5)
+
+
+def test_compiled_chain_is_chosen_on_the_cpu_for_large_problems_only():
+    from recbole_hyperllm.losses import FUSED_MIN_ITEMS, use_fused_chain
+    assert use_fused_chain(torch.zeros(FUSED_MIN_ITEMS, 3)) is True
+    assert use_fused_chain(torch.zeros(FUSED_MIN_ITEMS - 1, 3)) is False
+    assert use_fused_chain(torch.zeros(5, 3), fused=True) is True
+    assert use_fused_chain(torch.zeros(FUSED_MIN_ITEMS, 3), fused=False) is False
+
+
+def test_a_failing_compile_falls_back_to_the_eager_chain_with_a_warning(monkeypatch):
+    import pytest
+
+    from recbole_hyperllm import losses
+
+    def broken(gram, tau):
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(losses, "_fused_weights", broken)
+    h1, h2 = random_points(20, 4, 12), random_points(20, 4, 13)
+    with pytest.warns(RuntimeWarning, match="eager chain"):
+        value = hyperbolic_infonce(h1, h2, 0.5, chunk_size=10, fused=True)
+    assert losses._fused_weights is False
+    assert abs(value.item() - hyperbolic_infonce_reference(h1, h2, 0.5).item()) < 1e-3

@@ -138,6 +138,7 @@ class HyperLLM(Framework):
         self.cl_temperature = config["cl_temperature"]
         self.cl_scope = choice(config, "cl_scope", ("all", "batch"), "all")
         self.cl_chunk_size = config["cl_chunk_size"]  # None: chosen for the device (chunk_rows)
+        self.cl_compile = config["cl_compile"]  # None: losses.use_fused_chain chooses
         adj = tag_graph_adjacency(parent, child, link_tags, link_items, n_tags, self.n_items)
         self.tag_graph = SparseGraph.from_scipy(row_normalise_with_self_loops(adj), self.device)
         self.tag_embedding = self.backbone.new_node_embeddings(n_tags)
@@ -218,7 +219,7 @@ class HyperLLM(Framework):
                 cl = hyperbolic_infonce_in_batch(items_ui, items_tag, self.cl_temperature, index)
             else:
                 cl = hyperbolic_infonce(items_ui, items_tag, self.cl_temperature, self.chunk_rows(items_ui),
-                                        rows=part(items_ui.size(0), *self.shard))
+                                        rows=part(items_ui.size(0), *self.shard), fused=self.cl_compile)
             terms["cl"] = self.cl_weight * cl
         return terms
 

@@ -7,6 +7,8 @@
   temperature. It is computed in row chunks with the gradient formed in the same
   pass (each chunk holds whole rows, so its log-sum-exp is complete), so the
   N x N matrix never exists at once and no second pass is needed for backward.
+  On the CPU the elementwise chain of a chunk (arcosh, softmax weights) runs as
+  loops that ``torch.compile`` fuses (``use_fused_chain``).
 """
 import warnings
 
@@ -99,52 +101,44 @@ def _weights(gram, buffers, tau, fused):
     return _softmax_weights_eager(gram, buffers, tau)
 
 
-def _infonce_rows(h1_rows, h2_flipped, first_row, tau, buffers, grad_h2=None, fused=False):
-    """Rows [first_row, first_row + len) of Eq. (16).
-
-    Returns the chunk's loss and, when ``grad_h2`` (the gradient accumulator of h2) is given, the chunk's
-    gradient with respect to h1_rows, having added the chunk's share of h2's gradient to ``grad_h2``.
-    With M = -<h1_i, h2_j>_L, A = arcosh(M), logits = -A^2 / tau and P = softmax_j:
-    dL/dM_ij = (P_ij - [i == j]) * (-2 / tau) * A_ij / sqrt(M_ij^2 - 1).
-    """
-    rows = h1_rows.size(0)
-    chunk = buffers.view(rows)
-    gram = torch.matmul(h1_rows, h2_flipped.t(), out=chunk[0])          # M
-    local = torch.arange(rows, device=h1_rows.device)
-    diag_root, diag_arc = _arcosh_terms(gram[local, local + first_row])
-    weights, row_sum, min_sq = _weights(gram, chunk, tau, fused)
-    lse = torch.log(row_sum) - min_sq / tau
-    loss = (lse + diag_arc * diag_arc / tau).sum()
-    if grad_h2 is None:
-        return loss, None
-    # dL/dM = (-2/tau) * (E / rowsum - I) * A / sqrt(M^2 - 1); the row scale is applied after the matmuls.
-    diag_ratio = diag_arc / diag_root
-    scale = (-2.0 / tau) / row_sum
-    h2_diag = h2_flipped[first_row:first_row + rows]
-    grad_rows = (weights @ h2_flipped) * scale.unsqueeze(1) + (2.0 / tau) * diag_ratio.unsqueeze(1) * h2_diag
-    h1_flipped = flip_space(h1_rows)
-    grad_h2.addmm_(weights.t(), h1_flipped * scale.unsqueeze(1))
-    grad_h2[first_row:first_row + rows] += (2.0 / tau) * diag_ratio.unsqueeze(1) * h1_flipped
-    return loss, grad_rows
-
-
 class _ExactInfoNCE(torch.autograd.Function):
+    """Eq. (16) over rows [first, stop) of h1, each against all of h2, in row chunks.
+
+    With M = -<h1_i, h2_j>_L, A = arcosh(M), logits = -A^2 / tau and P = softmax_j:
+    loss_i = log sum_j exp(-A_ij^2 / tau) + A_ii^2 / tau, and
+    dL/dM_ij = (P_ij - [i == j]) * (-2 / tau) * A_ij / sqrt(M_ij^2 - 1).
+    Per chunk: the Gram block (one matmul), the softmax weights W (E * A / sqrt(M^2 - 1), see
+    ``_softmax_weights_eager``) and the two gradient matmuls W h2J and W^T h1J; the row scales and the
+    diagonal (positive-pair) terms are applied once for all rows after the loop.
+    """
+
     @staticmethod
     def forward(ctx, h1, h2, tau, chunk_size, first, stop, fused):
         want_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        n = h1.size(0)
         h2_flipped = flip_space(h2)
-        buffers = _ChunkBuffers(max(1, min(chunk_size, stop - first)), n, h1)
-        total = h1.new_zeros(())
-        grad_h1 = (torch.empty_like(h1) if (first, stop) == (0, n) else torch.zeros_like(h1)) if want_grad else None
+        buffers = _ChunkBuffers(max(1, min(chunk_size, stop - first)), h1.size(0), h1)
+        row_sum, min_sq, diag_gram = (h1.new_empty(stop - first) for _ in range(3))
+        grad_h1 = torch.zeros_like(h1) if want_grad else None
         grad_h2 = torch.zeros_like(h2) if want_grad else None
         for start in range(first, stop, chunk_size):
-            h1_rows = h1[start:min(start + chunk_size, stop)]
-            full_chunk = fused and h1_rows.size(0) == chunk_size  # a partial chunk would compile a second shape
-            loss, grad_rows = _infonce_rows(h1_rows, h2_flipped, start, tau, buffers, grad_h2, full_chunk)
-            total = total + loss
+            end = min(start + chunk_size, stop)
+            chunk = buffers.view(end - start)
+            gram = torch.matmul(h1[start:end], h2_flipped.t(), out=chunk[0])     # M
+            diag_gram[start - first:end - first] = torch.diagonal(gram, offset=start)
+            full_chunk = fused and end - start == chunk_size  # a partial chunk would compile a second shape
+            weights, sums, mins = _weights(gram, chunk, tau, full_chunk)
+            row_sum[start - first:end - first] = sums
+            min_sq[start - first:end - first] = mins
             if want_grad:
-                grad_h1[start:start + h1_rows.size(0)] = grad_rows
+                scale = ((-2.0 / tau) / sums).unsqueeze(1)
+                torch.matmul(weights, h2_flipped, out=grad_h1[start:end]).mul_(scale)
+                grad_h2.addmm_(weights.t(), flip_space(h1[start:end]) * scale)
+        diag_root, diag_arc = _arcosh_terms(diag_gram)
+        total = (torch.log(row_sum) - min_sq / tau + diag_arc * diag_arc / tau).sum()
+        if want_grad:  # the -[i == j] part of dL/dM
+            diag_weight = ((2.0 / tau) * diag_arc / diag_root).unsqueeze(1)
+            grad_h1[first:stop] += diag_weight * h2_flipped[first:stop]
+            grad_h2[first:stop] += diag_weight * flip_space(h1[first:stop])
         ctx.save_for_backward(grad_h1, grad_h2)
         return total
 

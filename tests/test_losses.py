@@ -100,3 +100,15 @@ def test_a_failing_compile_falls_back_to_the_eager_chain_with_a_warning(monkeypa
         value = hyperbolic_infonce(h1, h2, 0.5, chunk_size=10, fused=True)
     assert losses._fused_weights is False
     assert abs(value.item() - hyperbolic_infonce_reference(h1, h2, 0.5).item()) < 1e-3
+
+
+def test_row_parts_add_up_to_the_whole_loss_and_gradient():
+    """rows=slice(...) (one part per DDP rank): the parts' losses and gradients sum to the whole's."""
+    h1 = random_points(23, 5, 14).requires_grad_()
+    h2 = random_points(23, 5, 15).requires_grad_()
+    whole = hyperbolic_infonce(h1, h2, 0.3, chunk_size=4)
+    w1, w2 = torch.autograd.grad(whole, [h1, h2])
+    parts = [hyperbolic_infonce(h1, h2, 0.3, chunk_size=4, rows=slice(a, b)) for a, b in ((0, 9), (9, 23))]
+    p1, p2 = torch.autograd.grad(sum(parts), [h1, h2])
+    assert abs(sum(p.item() for p in parts) - whole.item()) < 1e-4
+    assert torch.allclose(p1, w1, atol=1e-5) and torch.allclose(p2, w2, atol=1e-5)

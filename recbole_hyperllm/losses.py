@@ -80,7 +80,7 @@ def fused_weights_function():
     global _fused_weights
     if _fused_weights is None:
         try:
-            _fused_weights = torch.compile(_softmax_weights_math, dynamic=False)
+            _fused_weights = torch.compile(_softmax_weights_math)  # a second size compiles one dynamic kernel
         except Exception as error:  # noqa: BLE001 - any failure to build the compiler means: stay eager
             warnings.warn(f"torch.compile unavailable ({error}); Eq. 16 runs its eager chain", RuntimeWarning)
             _fused_weights = False

@@ -66,16 +66,19 @@ def test_softmax_chain_as_one_expression_equals_the_in_place_chain():
 
 
 def test_compiled_chain_gives_the_eager_loss_and_gradients():
-    """torch.compile'd elementwise chain (full chunks) against the eager one: same loss and gradients."""
-    h1 = random_points(300, 8, 10).requires_grad_()
-    h2 = random_points(300, 8, 11).requires_grad_()
-    results = []
-    for fused in (False, True):
-        loss = hyperbolic_infonce(h1, h2, 0.4, chunk_size=64, fused=fused)  # 4 compiled chunks + 1 partial
-        results.append((loss.item(), *torch.autograd.grad(loss, [h1, h2])))
-    (eager_loss, e1, e2), (fused_loss, f1, f2) = results
-    assert abs(eager_loss - fused_loss) < 1e-4 * abs(eager_loss)
-    assert torch.allclose(e1, f1, atol=1e-5) and torch.allclose(e2, f2, atol=1e-5)
+    """torch.compile'd elementwise chain (full chunks) against the eager one: same loss and gradients, for a
+    first size (a static kernel) and a second one (cl_scope batch changes the size every step: one dynamic
+    kernel)."""
+    for n, seed in ((300, 10), (200, 20)):
+        h1 = random_points(n, 8, seed).requires_grad_()
+        h2 = random_points(n, 8, seed + 1).requires_grad_()
+        results = []
+        for fused in (False, True):
+            loss = hyperbolic_infonce(h1, h2, 0.4, chunk_size=64, fused=fused)  # compiled chunks + 1 partial
+            results.append((loss.item(), *torch.autograd.grad(loss, [h1, h2])))
+        (eager_loss, e1, e2), (fused_loss, f1, f2) = results
+        assert abs(eager_loss - fused_loss) < 1e-4 * abs(eager_loss)
+        assert torch.allclose(e1, f1, atol=1e-5) and torch.allclose(e2, f2, atol=1e-5)
 
 
 def test_compiled_chain_is_chosen_on_the_cpu_for_large_problems_only():

@@ -15,6 +15,8 @@
 #     table3      reproduce_table3.py HyperLLM_HGCF on Beauty (s/epoch, seconds to best)        (~200 s)
 #     vs_authors  vs_authors.py --device cuda: the authors' code and ours, 5 epochs each          (~150 s)
 #     convergence figures.py --dataset beauty --semantic tag-summaries --figures convergence      (rest)
+#     profile     profile_step.py HyperLLM_HGCF: Eq. 16 in one chunk (the GPU default) and in 128-row
+#                 chunks (the CPU's), and HGCF: where a GPU step's time goes                     (~120 s)
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -58,6 +60,16 @@ stage_convergence() {
   xz -dc .gpu/tag-summary-embeddings.tar.xz | tar -x -C "$work/Amazon_Beauty"
   timeout "${CONVERGENCE_SECONDS:-400}" python3 benchmarks/figures.py --dataset beauty --semantic tag-summaries \
     --figures convergence --data .gpu/hyperllm-official --workdir "$work" --out "$OUT/convergence"
+}
+
+stage_profile() {
+  local work=/tmp/beauty-profile
+  timeout 60 python3 benchmarks/profile_step.py --model HyperLLM_HGCF --data .gpu/hyperllm-official \
+    --workdir "$work" --out "$OUT/profile_gpu_one_chunk.json"
+  timeout 60 python3 benchmarks/profile_step.py --model HyperLLM_HGCF --data .gpu/hyperllm-official \
+    --workdir "$work" --set cl_chunk_size=128 --out "$OUT/profile_gpu_128_rows.json"
+  timeout 40 python3 benchmarks/profile_step.py --model HGCF --data .gpu/hyperllm-official \
+    --workdir "$work" --out "$OUT/profile_gpu_hgcf.json"
 }
 
 run() {

@@ -37,6 +37,16 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
+def now():
+    """perf_counter after the GPU's queued work is done (CUDA kernels run asynchronously: a part's time is the
+    time its kernels take, not the time to launch them). On the CPU this is perf_counter."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
 class PartTimer:
     """Wall-clock seconds per named part and step; nested timed calls count for the outermost one, and a part
     called several times in one step (HyperLLM propagates and ranks twice) counts the sum of its calls."""
@@ -62,20 +72,20 @@ class PartTimer:
         @functools.wraps(function)
         def timed(*args, **kwargs):
             self._depth += 1
-            start = time.perf_counter()
+            start = now()
             try:
                 return function(*args, **kwargs)
             finally:
                 self._depth -= 1
                 if self._depth == 0:
-                    self.record(name or attribute, time.perf_counter() - start)
+                    self.record(name or attribute, now() - start)
 
         setattr(owner, attribute, timed)
 
     def call(self, name, fn):
-        start = time.perf_counter()
+        start = now()
         value = fn()
-        self.record(name, time.perf_counter() - start)
+        self.record(name, now() - start)
         return value
 
     def step_parts(self, steps):
@@ -113,7 +123,7 @@ def profile(model, workdir, data, steps, overrides=None):
         "checkpoint_dir": str(Path(workdir) / "saved"), **(overrides or {})})
     init_seed(config["seed"], True)
     train, valid, _ = data_preparation(config, create_dataset(config))
-    net = get_model(model)(config, train.dataset)
+    net = get_model(model)(config, train.dataset).to(config["device"])
     trainer = HyperbolicTrainer(config, net)
     net.train()
     timer = PartTimer()
@@ -132,10 +142,10 @@ def profile(model, workdir, data, steps, overrides=None):
         timer.call("optimizer step", lambda: (trainer.optimizer.step(), trainer.optimizer.zero_grad()))
         measured += 1
     net.eval()
-    start = time.perf_counter()
+    start = now()
     with torch.no_grad():
         trainer._valid_epoch(valid, show_progress=False)
-    once_per_epoch["evaluation"] = time.perf_counter() - start
+    once_per_epoch["evaluation"] = now() - start
     per_step = timer.step_parts(measured)
     per_step["rest of forward"] = per_step.pop("forward") - sum(
         v for k, v in per_step.items() if k not in ("forward", "backward", "optimizer step"))

@@ -19,3 +19,20 @@ def test_a_part_called_twice_in_a_step_counts_both_calls():
     parts = timer.step_parts(4)
     assert parts["propagate"] == 2.0  # median of 3.0, 1.0, 4.0, 0.0
     assert parts["backward"] == 0.0   # median of 0, 0, 0, 1.0
+
+
+def test_the_clock_waits_for_queued_gpu_work_only_where_cuda_runs(monkeypatch):
+    """profile_step.now synchronises CUDA before reading the clock (kernels run asynchronously), and never
+    touches CUDA where it was not initialised (the CPU runs)."""
+    import profile_step
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: calls.append("sync"))
+    first = profile_step.now()
+    assert calls == ["sync"] and profile_step.now() >= first
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    profile_step.now()
+    assert calls == ["sync", "sync"]

@@ -178,10 +178,37 @@ def markdown_table(results, paper=None):
     return "\n".join(lines)
 
 
+def ordering_check(results, paper):
+    """Per backbone: do the frameworks measured here (Base included) rank by test R@20 (mean over seeds) as in
+    the paper's Table 4? Counts the pairs ordered alike and names the others; a backbone with fewer than two
+    measured frameworks is skipped."""
+    lines = []
+    for backbone in BACKBONES:
+        here = {}
+        for framework in FRAMEWORKS:
+            runs = [e for k, e in results.items()
+                    if k.rpartition("@")[0] == model_name(framework, backbone) and "error" not in e]
+            if runs and framework in paper.get(backbone, {}):
+                here[framework] = statistics.mean(e["test"]["recall@20"] for e in runs)
+        if len(here) < 2:
+            continue
+        theirs = {f: paper[backbone][f][0] for f in here}
+        pairs = [(a, b) for i, a in enumerate(here) for b in list(here)[i + 1:]]
+        differ = [(a, b) for a, b in pairs if (here[a] - here[b]) * (theirs[a] - theirs[b]) < 0]
+        order = lambda values: " > ".join(sorted(values, key=values.get, reverse=True))  # noqa: E731
+        lines.append(f"- {backbone}: here {order(here)}; the paper {order(theirs)}: "
+                     f"{len(pairs) - len(differ)} of {len(pairs)} pairs ordered alike"
+                     + (" (not: " + ", ".join(f"{a} vs {b}" for a, b in differ) + ")" if differ else ""))
+    return ["Ordering by test R@20 against the paper's Table 4 (computed from the rows above):", "", *lines] if lines else []
+
+
 def write_markdown(out, results):
-    """The table beside ``out`` (``.md``): provenance, then the table (with Table 4's changes for Beauty runs)."""
+    """The table beside ``out`` (``.md``): provenance, then the table (with Table 4's changes and the ordering
+    check for Beauty runs)."""
     beauty = any(e.get("dataset") == DATASET for e in results.values())
     text = provenance(results) + "\n\n" + markdown_table(results, PAPER_BEAUTY if beauty else None) + "\n"
+    if beauty and ordering_check(results, PAPER_BEAUTY):
+        text += "\n" + "\n".join(ordering_check(results, PAPER_BEAUTY)) + "\n"
     Path(out).with_suffix(".md").write_text(text)
     return text
 

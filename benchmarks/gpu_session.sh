@@ -15,6 +15,7 @@
 #     table3      reproduce_table3.py HyperLLM_HGCF on Beauty (s/epoch, seconds to best)        (~200 s)
 #     vs_authors  vs_authors.py --device cuda: the authors' code and ours, 5 epochs each          (~150 s)
 #     convergence figures.py --dataset beauty --semantic tag-summaries --figures convergence      (rest)
+#                 (CONVERGENCE_BACKBONE=HGCH for the issue's second backbone; CONVERGENCE_SECONDS caps it)
 #     profile     profile_step.py HyperLLM_HGCF: Eq. 16 in one chunk (the GPU default) and in 128-row
 #                 chunks (the CPU's), and HGCF: where a GPU step's time goes                     (~120 s)
 set -u
@@ -59,7 +60,8 @@ stage_convergence() {
   python3 -c "import sys; sys.path.insert(0, 'benchmarks'); from reproduce_table3 import convert; convert('.gpu/hyperllm-official', '$work')"
   xz -dc .gpu/tag-summary-embeddings.tar.xz | tar -x -C "$work/Amazon_Beauty"
   timeout "${CONVERGENCE_SECONDS:-400}" python3 benchmarks/figures.py --dataset beauty --semantic tag-summaries \
-    --figures convergence --data .gpu/hyperllm-official --workdir "$work" --out "$OUT/convergence"
+    --figures convergence --backbone "${CONVERGENCE_BACKBONE:-HGCF}" --data .gpu/hyperllm-official \
+    --workdir "$work" --out "$OUT/convergence"
 }
 
 stage_profile() {

@@ -88,6 +88,8 @@ def fused_weights_function():
 
 
 def _weights(gram, buffers, tau, fused):
+    """(W, row_sum, min_sq) of a Gram chunk: compiled when ``fused`` (falling back to eager, with one warning,
+    if compiling fails), else the in-place eager chain."""
     if fused:
         function = fused_weights_function()
         if function is not None:

@@ -16,6 +16,8 @@
 #     vs_authors  vs_authors.py --device cuda: the authors' code and ours, 5 epochs each          (~150 s)
 #     convergence figures.py --dataset beauty --semantic tag-summaries --figures convergence      (rest)
 #                 (CONVERGENCE_BACKBONE=HGCH for the issue's second backbone; CONVERGENCE_SECONDS caps it)
+#     frameworks  compare_frameworks.py --dataset beauty (issue 12's Beauty cells; FRAMEWORKS_BACKBONES,
+#                 FRAMEWORKS_LIST, FRAMEWORKS_SECONDS choose; default HGCF x HyperLLM,KAR,RLMRecCon) (~500 s)
 #     profile     profile_step.py HyperLLM_HGCF: Eq. 16 in one chunk (the GPU default) and in 128-row
 #                 chunks (the CPU's), and HGCF: where a GPU step's time goes                     (~120 s)
 set -u
@@ -54,16 +56,26 @@ stage_vs_authors() {
   timeout 200 python3 benchmarks/vs_authors.py --device cuda --authors .gpu/authors --authors-commit 3cb1fa5 \
     --data .gpu/hyperllm-official --epochs 5 --rounds 1 --out "$OUT/vs_authors_gpu.json"
 }
+tag_summary_inputs() {  # the release as atomic files in $1, with the MiniLM tag-summary embeddings beside them
+  mkdir -p "$1"
+  python3 -c "import sys; sys.path.insert(0, 'benchmarks'); from reproduce_table3 import convert; convert('.gpu/hyperllm-official', '$1')"
+  xz -dc .gpu/tag-summary-embeddings.tar.xz | tar -x -C "$1/Amazon_Beauty"
+}
 stage_convergence() {
   local work=/tmp/beauty-tags
-  mkdir -p "$work"
-  python3 -c "import sys; sys.path.insert(0, 'benchmarks'); from reproduce_table3 import convert; convert('.gpu/hyperllm-official', '$work')"
-  xz -dc .gpu/tag-summary-embeddings.tar.xz | tar -x -C "$work/Amazon_Beauty"
+  tag_summary_inputs "$work"
   timeout "${CONVERGENCE_SECONDS:-400}" python3 benchmarks/figures.py --dataset beauty --semantic tag-summaries \
     --figures convergence --backbone "${CONVERGENCE_BACKBONE:-HGCF}" --data .gpu/hyperllm-official \
     --workdir "$work" --out "$OUT/convergence"
 }
 
+stage_frameworks() {  # each finished cell is in the JSON at once: a stage cut by its time limit keeps them
+  local work=/tmp/beauty-tags
+  tag_summary_inputs "$work"
+  timeout "${FRAMEWORKS_SECONDS:-500}" python3 benchmarks/compare_frameworks.py --dataset beauty --seeds 1234 \
+    --backbones "${FRAMEWORKS_BACKBONES:-HGCF}" --frameworks "${FRAMEWORKS_LIST:-HyperLLM,KAR,RLMRecCon}" \
+    --data .gpu/hyperllm-official --workdir "$work" --out "$OUT/frameworks_beauty_gpu.json"
+}
 stage_profile() {
   local work=/tmp/beauty-profile
   timeout 60 python3 benchmarks/profile_step.py --model HyperLLM_HGCF --data .gpu/hyperllm-official \

@@ -4,7 +4,10 @@
     python benchmarks/vs_authors.py --authors /path/to/authors [--epochs 4] [--rounds 2]
         [--data ../shared/data/hyperllm-official] [--out benchmarks/results/vs_authors.json]
 
-Each round runs, one after the other and each in a fresh process with torch's default threads:
+Each round runs both sides one after the other, each in a fresh process with torch's default threads
+and after ``--cooldown`` seconds of idling (a side that follows the other's full load of both cores
+would otherwise start on a machine that has just been busy); odd rounds run the authors' side first,
+even rounds ours (so neither always follows the other). The sides are:
 the authors' ``main.py`` (HGCF + HyperLLM, Beauty, on --device (cpu by default), their release's hyper-parameters: ``--emb
 16_50_0.1 --margin 1.6 --margin1 0.9``, all other arguments their defaults), then this plugin's
 HyperLLM_HGCF with the same hyper-parameters (``properties/beauty``), each for ``--epochs`` epochs; then
@@ -54,6 +57,7 @@ def parse_args(argv):
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "vs_authors.json"))
     parser.add_argument("--authors-commit", default=None, help="the commit of --authors when it is not a git clone")
     parser.add_argument("--markdown", action="store_true", help="print the table of --out (no runs)")
+    parser.add_argument("--cooldown", type=float, default=30.0, help="idle seconds before each side's run")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="where both sides and the floor run (cuda: their '--device cuda:0', our use_gpu)")
     return parser.parse_args(argv)
@@ -171,7 +175,9 @@ def markdown(result):
         "",
         f"Command: `{stamp['command']}`; commit {stamp['commit']}; {stamp['date']}; {stamp['machine']}; "
         f"authors' code {result['authors_commit']}; both on {result.get('device', 'cpu')}. {result['rounds']} rounds of {result['epochs_per_run']} epochs "
-        f"each side, alternating; medians over epochs 2..{result['epochs_per_run']} ({a['n']} and {o['n']} epochs). "
+        f"each side, " + (f"{result['order']}, {result['cooldown_s']:.0f} s idle before each side" if "order" in result
+                           else "alternating, the authors' side first") +
+        f"; medians over epochs 2..{result['epochs_per_run']} ({a['n']} and {o['n']} epochs). "
         "Written by `benchmarks/vs_authors.py` (its docstring says how each side is timed).",
         "",
         "| | training s/epoch | evaluation s/epoch | epoch s | authors / ours (epoch) | authors / ours (training) |",
@@ -209,18 +215,29 @@ def main(argv=None):
     authors_runs, our_runs = [], []
     with tempfile.TemporaryDirectory(prefix="vs-authors-") as workdir:
         data_path = convert(args.data, workdir)
-        for round_no in range(1, args.rounds + 1):
+        def authors_side(round_no):
             with tempfile.TemporaryDirectory(dir=workdir) as fresh:  # their first run writes caches into data/
                 code = authors_copy(args.authors, args.data, fresh)
+                time.sleep(args.cooldown)
                 print(f"round {round_no}: authors' code, {args.epochs} epochs", flush=True)
                 authors_runs.append(run_authors(code, args.epochs, args.device))
+
+        def our_side(round_no):
+            time.sleep(args.cooldown)
             print(f"round {round_no}: HyperLLM_HGCF, {args.epochs} epochs", flush=True)
             our_runs.append(run_ours(data_path, workdir, args.epochs, args.device))
+
+        for round_no in range(1, args.rounds + 1):
+            sides = (authors_side, our_side) if round_no % 2 else (our_side, authors_side)
+            for side in sides:
+                side(round_no)
+        time.sleep(args.cooldown)
         steps = 18  # batches per Beauty epoch on both sides: ceil(70614 / 4096)
         floor = matmul_floor(steps, device=args.device)
     result = {
         "run": run_stamp("vs_authors.py", " ".join(argv if argv is not None else sys.argv[1:])),
         "authors_commit": commit, "epochs_per_run": args.epochs, "rounds": args.rounds, "device": args.device,
+        "cooldown_s": args.cooldown, "order": "odd rounds the authors' side first, even rounds ours first",
         "authors": {"runs": authors_runs, "median": medians(authors_runs),
                     "per_round": [medians([r])["epoch"] for r in authors_runs]},
         "ours": {"runs": our_runs, "median": medians(our_runs), "per_round": [medians([r])["epoch"] for r in our_runs]},

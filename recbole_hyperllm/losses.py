@@ -110,8 +110,8 @@ class _ExactInfoNCE(torch.autograd.Function):
     loss_i = log sum_j exp(-A_ij^2 / tau) + A_ii^2 / tau, and
     dL/dM_ij = (P_ij - [i == j]) * (-2 / tau) * A_ij / sqrt(M_ij^2 - 1).
     Per chunk: the Gram block (one matmul), the softmax weights W (E * A / sqrt(M^2 - 1), see
-    ``_softmax_weights_eager``) and the two gradient matmuls W h2J and W^T h1J; the row scales and the
-    diagonal (positive-pair) terms are applied once for all rows after the loop.
+    ``_softmax_weights_eager``), the two gradient matmuls W h2J and W^T h1J scaled by -2 / (tau row_sum);
+    the log-sum-exp and the diagonal (positive-pair) terms once for all rows after the loop.
     """
 
     @staticmethod

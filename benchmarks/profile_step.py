@@ -172,6 +172,8 @@ def main(argv=None):
     result = profile(args.model, args.workdir or tempfile.mkdtemp(prefix="hyperllm-beauty-"), args.data, args.steps,
                      overrides)
     result["overrides"] = overrides
+    from reproduce_table3 import run_stamp
+    result["run"] = run_stamp("profile_step.py", " ".join(sys.argv[1:] if argv is None else argv))
     print(f"{args.model}: {result['batches_per_epoch']} batches per epoch, median of {result['steps']} steps")
     for name, seconds in sorted(result["seconds_per_epoch"].items(), key=lambda kv: -kv[1]):
         print(f"  {name:22s} {seconds:7.2f} s/epoch  {100 * seconds / result['total']:5.1f} %")

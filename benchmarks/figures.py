@@ -95,6 +95,27 @@ def _run(model, config, files, results, dataset):
         results.put({"diverged": str(error), "record": str(records[-1]) if records else None})
 
 
+def keep_record(record, out, name):
+    """A copy of run ``name``'s record under ``out``/records with its validation history folded in (from the
+    progress file), so Figures 2 and 3 can be drawn from the repository alone: after /tmp is gone, or from
+    runs made on another machine. Returns its path relative to ``out``."""
+    from recbole_hyperllm import analysis
+
+    portable = {k: v for k, v in analysis.read_run(record).items() if k != "progress_file"}
+    relative = Path("records") / ("".join(c if c.isalnum() else "_" for c in name) + ".json")
+    (Path(out) / relative).parent.mkdir(parents=True, exist_ok=True)
+    (Path(out) / relative).write_text(json.dumps(portable, indent=1))
+    return str(relative)
+
+
+def history_record(run, out):
+    """The record Figures 2 and 3 read for a run: its own while it exists, else the copy kept under ``out``."""
+    if run.get("record") and os.path.isfile(run["record"]):
+        return run["record"]
+    kept = Path(out) / run["kept_record"] if run.get("kept_record") else None
+    return str(kept) if kept and kept.is_file() else None
+
+
 def stamp(argv):
     from reproduce_table3 import run_stamp
 
@@ -236,11 +257,15 @@ def main(argv=None):
     unknown = [f for f in wanted if f not in figures]
     if unknown:
         raise SystemExit(f"--figures {unknown[0]} is not drawn for {args.dataset}; choose from {sorted(figures)}")
+    history_only = all(figure in ("ablation", "convergence") for figure in wanted)
     for name in dict.fromkeys(n for figure in wanted for n in figures[figure]):
-        if name in runs and runs[name].get("record") and os.path.isfile(runs[name]["record"]):
+        if name in runs and (runs[name].get("record") and os.path.isfile(runs[name]["record"])
+                             or history_only and history_record(runs[name], args.out)):
             continue
         print(f"training {name} ...", flush=True)
         runs[name] = {**train(name, dataset, workdir, extra, files, own_phase1, args.backbone), **stamp(argv)}
+        if runs[name].get("record") and os.path.isfile(runs[name]["record"]):
+            runs[name]["kept_record"] = keep_record(runs[name]["record"], args.out, name)
         runs_file.write_text(json.dumps(runs, indent=1))
         print(f"{name}: {runs[name].get('test_result') or runs[name].get('diverged') or runs[name].get('error')}", flush=True)
     for figure in wanted:
@@ -249,7 +274,7 @@ def main(argv=None):
         if failed:
             print(f"{figure} not drawn: {failed[0]} left no record ({runs[failed[0]].get('error')})")
             continue
-        inputs = [runs[n]["record"] if figure in ("ablation", "convergence") else
+        inputs = [history_record(runs[n], args.out) if figure in ("ablation", "convergence") else
                   json.loads(Path(runs[n]["record"]).read_text())["checkpoint"] for n in names]
         print(figure, *analysis.run(figure, inputs, args.out, labels=names, command=stamp(argv)["command"]))
     now = stamp(argv)

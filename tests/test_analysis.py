@@ -147,3 +147,28 @@ def test_paper_check_says_agrees_only_when_the_numbers_do(tmp_path):
     (tmp_path / "groups.json").write_text(json.dumps({"models": [{"label": "HGCF", "groups": []},
                                                                {"label": "HyperLLM_HGCF", "groups": groups}]}))
     assert "most the sparse ones): agrees" in "\n".join(figures.paper_check(tmp_path))
+
+
+def test_a_kept_record_draws_convergence_after_the_run_folder_is_gone(runs, tmp_path):
+    """figures.keep_record folds the validation history into a copy under --out: Figures 2 and 3 can be drawn
+    from it alone (the runs' folders under /tmp, or on a GPU machine, are gone by then)."""
+    import shutil
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import figures
+
+    root, base, full, _ = runs
+    moved = tmp_path / "moved"
+    shutil.copytree(root / "saved", moved)
+    record = str(moved / Path(base["record"]).name)
+    progress = json.load(open(record))["progress_file"]
+    kept = figures.keep_record(record, str(tmp_path / "out"), "w/o Meta")
+    assert kept == "records/w_o_Meta.json"
+    copy = json.load(open(tmp_path / "out" / kept))
+    assert "progress_file" not in copy and copy["valid_results"] and copy["test_result"] == base["test_result"]
+    run = {"record": str(tmp_path / "gone.json"), "kept_record": kept}
+    assert figures.history_record(run, str(tmp_path / "out")) == str(tmp_path / "out" / kept)
+    assert figures.history_record({"record": str(tmp_path / "gone.json")}, str(tmp_path / "out")) is None
+    json_path, _ = analysis.run("convergence", [str(tmp_path / "out" / kept)], str(tmp_path / "figure"))
+    assert json.load(open(json_path))["runs"][0]["recall@20"]
+    assert os.path.isfile(progress)  # the original run's files were left alone

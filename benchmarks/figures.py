@@ -261,6 +261,9 @@ def main(argv=None):
     for name in dict.fromkeys(n for figure in wanted for n in figures[figure]):
         if name in runs and (runs[name].get("record") and os.path.isfile(runs[name]["record"])
                              or history_only and history_record(runs[name], args.out)):
+            if not runs[name].get("kept_record") and os.path.isfile(runs[name]["record"]):  # a run made before
+                runs[name]["kept_record"] = keep_record(runs[name]["record"], args.out, name)
+                runs_file.write_text(json.dumps(runs, indent=1))
             continue
         print(f"training {name} ...", flush=True)
         runs[name] = {**train(name, dataset, workdir, extra, files, own_phase1, args.backbone), **stamp(argv)}

@@ -261,7 +261,8 @@ def main(argv=None):
     for name in dict.fromkeys(n for figure in wanted for n in figures[figure]):
         if name in runs and (runs[name].get("record") and os.path.isfile(runs[name]["record"])
                              or history_only and history_record(runs[name], args.out)):
-            if not runs[name].get("kept_record") and os.path.isfile(runs[name]["record"]):  # a run made before
+            own = runs[name].get("record")
+            if not runs[name].get("kept_record") and own and os.path.isfile(own):  # a run made before kept copies
                 runs[name]["kept_record"] = keep_record(runs[name]["record"], args.out, name)
                 runs_file.write_text(json.dumps(runs, indent=1))
             continue

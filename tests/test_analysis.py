@@ -172,3 +172,28 @@ def test_a_kept_record_draws_convergence_after_the_run_folder_is_gone(runs, tmp_
     json_path, _ = analysis.run("convergence", [str(tmp_path / "out" / kept)], str(tmp_path / "figure"))
     assert json.load(open(json_path))["runs"][0]["recall@20"]
     assert os.path.isfile(progress)  # the original run's files were left alone
+
+
+def test_figures_redraws_ablation_and_convergence_from_kept_records_without_retraining(runs, tmp_path, monkeypatch):
+    import shutil
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import figures
+
+    root, base, _, _ = runs
+    copies = tmp_path / "saved"
+    shutil.copytree(root / "saved", copies)
+    trained = []
+
+    def fake_train(name, *args):
+        trained.append(name)
+        return {"model": "HGCF", "settings": {}, "record": str(copies / Path(base["record"]).name)}
+
+    monkeypatch.setattr(figures, "train", fake_train)
+    argv = ["--dataset", "ml-100k", "--figures", "ablation,convergence", "--out", str(tmp_path / "out"),
+            "--workdir", str(tmp_path / "work")]
+    assert figures.main(argv) == 0
+    assert len(trained) == len(figures.FIGURES["ablation"])  # the convergence runs are among them
+    shutil.rmtree(copies)  # the run folders are gone (a new session, or runs made on another machine)
+    assert figures.main(argv) == 0 and len(trained) == len(figures.FIGURES["ablation"])  # nothing retrained
+    assert json.load(open(tmp_path / "out" / "convergence.json"))["runs"]

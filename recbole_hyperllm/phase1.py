@@ -63,8 +63,9 @@ def read_cache(path, model, logger):
         return None
 
 
-def run_phase1(config, model, train_data, valid_data, logger, show_progress=False):
-    """Train (or load) phase 1; returns (user_tangent, item_tangent, info dict).
+def run_phase1(config, model, train_data, valid_data, logger, show_progress=False, resume=None):
+    """Train (or load) phase 1; returns (user_tangent, item_tangent, info dict). ``resume``: the checked state
+    of a phase-1 progress file (``resume_from``): phase 1 continues from it unless its output is cached.
 
     Leaves ``model`` in phase 1 with the best MoE loaded (the caller decides what follows).
     """
@@ -76,6 +77,8 @@ def run_phase1(config, model, train_data, valid_data, logger, show_progress=Fals
         logger.info(f"phase 1: reusing {path}")
         return cached["user"], cached["item"], {"cache": path, "reused": True, "best_valid_score": cached["best_valid_score"]}
     trainer = Phase1Trainer(config, model)
+    if resume is not None:
+        trainer.resume_progress(resume)
     logger.info(f"phase 1: training the MoE (K={config['num_experts']}, m1={config['meta_margin']}) on the frozen backbone")
     best_score, _ = trainer.fit(train_data, valid_data, saved=True, show_progress=show_progress)
     trainer.load_best()

@@ -136,6 +136,7 @@ def with_trusted_checkpoints(trainer_class):
 
 class HyperbolicTrainer(TrustedCheckpoints, Trainer):
     writes_progress = True  # a progress checkpoint after every epoch, for resume_from
+    progress_phase = None  # which training a progress file continues: None the run's, "meta" HyperLLM's phase 1
 
     def __init__(self, config, model):
         super().__init__(config, model)
@@ -233,7 +234,7 @@ class HyperbolicTrainer(TrustedCheckpoints, Trainer):
             "state_dict": self.model.state_dict(), "other_parameter": self.model.other_parameter(),
             "optimizer": self.optimizer.state_dict(), "valid_history": self.valid_history,
             "valid_results": self.valid_results, "eval_step": self.eval_step,
-            "train_seconds": self.train_seconds, "valid_seconds": self.valid_seconds,
+            "train_seconds": self.train_seconds, "valid_seconds": self.valid_seconds, "phase": self.progress_phase,
         }
         save_atomically(state, self.progress_file)
         if next_epoch == self.start_epoch + 1:
@@ -304,13 +305,15 @@ def _find_best_file(recorded, progress_file):
 
 
 class Phase1Trainer(HyperbolicTrainer):
-    """Phase 1 (Eq. 11): trains the MoE only, with its own epochs, patience and checkpoint file. It writes no
-    progress checkpoint: phase 1 is not resumed mid-way, its finished output is cached (``phase1.py``)."""
+    """Phase 1 (Eq. 11): trains the MoE only, with its own epochs, patience, checkpoint file and progress file
+    (``<run>-phase1-last.pth``, marked phase "meta": ``resume_from`` it continues phase 1, then phase 2 runs);
+    its finished output is cached (``phase1.py``)."""
 
-    writes_progress = False
+    progress_phase = "meta"
 
     def __init__(self, config, model):
         super().__init__(config, model)
         self.epochs = config["meta_epochs"] or self.epochs
         self.stopping_step = config["meta_stopping_step"] or self.stopping_step
         self.saved_model_file = self.saved_model_file[: -len(".pth")] + "-phase1.pth"
+        self.progress_file = self.saved_model_file[: -len(".pth")] + "-last.pth"

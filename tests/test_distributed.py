@@ -112,9 +112,10 @@ def test_two_processes_train_hyperllm_to_test_metrics_with_one_set_of_files(tmp_
     assert out.returncode == 0, out.stderr[-3000:]
     assert (out.stdout + out.stderr).count("test result") == 1  # rank 0 reports; the others log errors only
     files = sorted(os.listdir(tmp_path / "saved"))
-    assert [f[-len("-last.pth"):] == "-last.pth" for f in files].count(True) == 1
+    assert len([f for f in files if f.endswith("-last.pth") and not f.endswith("-phase1-last.pth")]) == 1
+    assert len([f for f in files if f.endswith("-phase1-last.pth")]) == 1  # phase 1's progress file, rank 0's
     assert len([f for f in files if f.endswith("-phase1.pth")]) == 1 and os.listdir(tmp_path / "saved" / "phase1")
-    assert len([f for f in files if f.endswith(".pth")]) == 3 and not [f for f in files if "partial" in f]
+    assert len([f for f in files if f.endswith(".pth")]) == 4 and not [f for f in files if "partial" in f]
 
 
 def test_a_rank_that_fails_ends_the_run_with_its_error(tmp_path):

@@ -212,3 +212,38 @@ def test_phase2_does_not_depend_on_whether_phase1_was_trained_or_read_from_its_c
     cached = run_recbole_hyperllm("HyperLLM_HGCF", "toy", config_dict=dict(config))
     assert not trained["phase1"]["reused"] and cached["phase1"]["reused"]
     assert cached["test_result"] == trained["test_result"] and cached["best_valid_score"] == trained["best_valid_score"]
+
+
+def test_an_interrupted_phase_1_resumes_from_its_progress_file(toy, monkeypatch):
+    """Phase 1 writes its own progress file (phase 'meta'); resume_from it continues phase 1 where it stopped,
+    then phase 2 runs from the start."""
+    import shutil
+
+    from recbole_hyperllm.trainer import Phase1Trainer
+
+    tmp_path, config = toy
+    interrupted = tmp_path / "interrupted-phase1-last.pth"
+    save = Phase1Trainer.save_progress
+
+    def save_and_keep_the_first(trainer, next_epoch):  # the file a crash during phase 1's epoch 1 would leave
+        save(trainer, next_epoch)
+        if next_epoch == 1:
+            shutil.copy(trainer.progress_file, interrupted)
+
+    monkeypatch.setattr(Phase1Trainer, "save_progress", save_and_keep_the_first)
+    first = run_recbole_hyperllm("HyperLLM_HGCF", "toy", config_dict=dict(config, epochs=1, meta_epochs=2))
+    assert first["phase1"]["epochs"] == 2 and not first["phase1"]["reused"]
+    assert any(p.endswith("-phase1-last.pth") for p in os.listdir(tmp_path / "saved"))
+    state = torch.load(interrupted, weights_only=False)
+    assert state["phase"] == "meta" and state["next_epoch"] == 1 and len(state["valid_history"]) == 1
+    state["best_valid_score"] = 123.0  # a score no run reaches: proves the state was restored
+    torch.save(state, interrupted)
+    monkeypatch.setattr(Phase1Trainer, "save_progress", save)
+    resumed = run_recbole_hyperllm("HyperLLM_HGCF", "toy", config_dict=dict(
+        config, epochs=1, meta_epochs=3, resume_from=str(interrupted), phase1_cache_dir=str(tmp_path / "fresh")))
+    assert resumed["phase1"]["best_valid_score"] == 123.0 and not resumed["phase1"]["reused"]
+    assert resumed["phase1"]["epochs"] == 3  # epoch 0 from the file, epochs 1 and 2 trained now
+    assert resumed["epochs"] == 1 and set(resumed["test_result"]) == set(first["test_result"])  # phase 2 from the start
+    with pytest.raises(CheckpointError, match="phase-1 progress file, but this HyperLLM_HGCF has no phase 1"):
+        run_recbole_hyperllm("HyperLLM_HGCF", "toy", config_dict=dict(
+            config, variant="Structural", resume_from=str(interrupted)))

@@ -52,8 +52,9 @@ class PluginModel:
         """{suffix: columns} of the atomic files beside the interactions that this configured model reads."""
         return {}
 
-    def before_training(self, config, train_data, valid_data, logger, show_progress=False):
-        """A step run before the trainer is built (e.g. HyperLLM's phase 1); returns a JSON-able record or None."""
+    def before_training(self, config, train_data, valid_data, logger, show_progress=False, resume=None):
+        """A step run before the trainer is built (e.g. HyperLLM's phase 1); returns a JSON-able record or None.
+        ``resume``: the checked state of a progress file this step wrote (``resume_from``), to continue it."""
         return None
 
     def skips_training(self):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from recbole_hyperllm.distributed import part
-from recbole_hyperllm.errors import choice
+from recbole_hyperllm.errors import CheckpointError, choice
 from recbole_hyperllm.graph import SparseGraph, row_normalise_with_self_loops, tag_graph_adjacency
 from recbole_hyperllm.losses import hyperbolic_infonce, hyperbolic_infonce_in_batch
 from recbole_hyperllm.model.framework.base import Framework
@@ -101,13 +101,19 @@ class HyperLLM(Framework):
     def side_files(cls, config):
         return VariantPlan.from_config(config).atomic_files()
 
-    def before_training(self, config, train_data, valid_data, logger, show_progress=False):
-        """Phase 1 (cached) when the plan has two phases; phase 2 starts from its outputs (Eq. 12)."""
+    def before_training(self, config, train_data, valid_data, logger, show_progress=False, resume=None):
+        """Phase 1 (cached; continued from ``resume``, a phase-1 progress state, when given) when the plan has
+        two phases; phase 2 starts from its outputs (Eq. 12)."""
         if not self.plan.two_phase:
+            if resume is not None:
+                raise CheckpointError(f"resume_from: {resume['progress_file']} is a phase-1 progress file, but "
+                                      f"this {config['model']} has no phase 1 (variant/ablation differ from the "
+                                      "interrupted run's); resume with its settings")
             return None
         from recbole_hyperllm.phase1 import run_phase1
 
-        user_t, item_t, info = run_phase1(config, self, train_data, valid_data, logger, show_progress=show_progress)
+        user_t, item_t, info = run_phase1(config, self, train_data, valid_data, logger, show_progress=show_progress,
+                                          resume=resume)
         if not self.plan.only_phase1:
             self.initialise_id_embeddings(user_t, item_t)
         return info

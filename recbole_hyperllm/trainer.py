@@ -135,7 +135,6 @@ def with_trusted_checkpoints(trainer_class):
 
 
 class HyperbolicTrainer(TrustedCheckpoints, Trainer):
-    writes_progress = True  # a progress checkpoint after every epoch, for resume_from
     progress_phase = None  # which training a progress file continues: None the run's, "meta" HyperLLM's phase 1
 
     def __init__(self, config, model):
@@ -159,7 +158,7 @@ class HyperbolicTrainer(TrustedCheckpoints, Trainer):
         return super()._build_optimizer(params=params, learner=learner, learning_rate=lr, weight_decay=weight_decay)
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        if epoch_idx > self.start_epoch and self.writes_progress:  # the state after epoch_idx - 1, validation included
+        if epoch_idx > self.start_epoch:  # the state after epoch_idx - 1, validation included
             self.save_progress(epoch_idx)
         getattr(self.model, "begin_epoch", lambda epoch: None)(epoch_idx)
         loss_func = loss_func or self.model.calculate_loss
@@ -197,7 +196,7 @@ class HyperbolicTrainer(TrustedCheckpoints, Trainer):
         history of every epoch (and can be continued with more epochs)."""
         result = super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
                              callback_fn=callback_fn)
-        if self.writes_progress and self.train_seconds:
+        if self.train_seconds:
             self.save_progress(len(self.train_seconds))
         return result
 

@@ -207,8 +207,9 @@ def write_markdown(out, results):
     check for Beauty runs)."""
     beauty = any(e.get("dataset") == DATASET for e in results.values())
     text = provenance(results) + "\n\n" + markdown_table(results, PAPER_BEAUTY if beauty else None) + "\n"
-    if beauty and ordering_check(results, PAPER_BEAUTY):
-        text += "\n" + "\n".join(ordering_check(results, PAPER_BEAUTY)) + "\n"
+    ordering = ordering_check(results, PAPER_BEAUTY) if beauty else []
+    if ordering:
+        text += "\n" + "\n".join(ordering) + "\n"
     Path(out).with_suffix(".md").write_text(text)
     return text
 

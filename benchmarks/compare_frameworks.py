@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from reproduce_table3 import DATASET, METRICS, convert, parse_overrides, run_in_subprocess, run_stamp, summarise  # noqa: E402
+from reproduce_table3 import DATASET, METRICS, convert, own_run_folder, parse_overrides, run_in_subprocess, run_stamp, summarise  # noqa: E402
 
 BACKBONES = ("HGCF", "HRCF", "HICF", "HGCH", "HyperCL")
 FRAMEWORKS = ("Base", "KAR", "RLMRecCon", "RLMRecGen", "HyperLLM")
@@ -232,7 +232,8 @@ def main(argv=None):
             print(f"== {key}: kept from {out}", flush=True)
             continue
         print(f"== {key}", flush=True)
-        results[key] = summarise(key, model, config, run_in_subprocess(model, config, files, dataset=dataset_name))
+        results[key] = summarise(key, model, config, run_in_subprocess(
+            model, own_run_folder(model, config, key, resume=not args.rerun), files, dataset=dataset_name))
         results[key].update(dataset=dataset_name, run=run_stamp("compare_frameworks.py", args_line))
         partial = f"{out}.partial"
         Path(partial).write_text(json.dumps(results, indent=2))

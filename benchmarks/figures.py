@@ -70,11 +70,11 @@ def run_settings(name, own_phase1=False, backbone="HGCF"):
 
 def train(name, dataset, workdir, extra, files=None, own_phase1=False, backbone="HGCF"):
     """One run in its own process (the run script's API); its record path or the divergence."""
-    from reproduce_table3 import run_in_subprocess
+    from reproduce_table3 import own_run_folder, run_in_subprocess
 
     model, settings = run_settings(name, own_phase1, backbone)
-    config = dict(extra, **settings, data_path=workdir, checkpoint_dir=os.path.join(workdir, "saved"),
-                  show_progress=False)
+    config = own_run_folder(model, dict(extra, **settings, data_path=workdir, checkpoint_dir=os.path.join(
+        workdir, "saved"), show_progress=False), f"{model}-{name}")
     result = run_in_subprocess(model, config, files(model) if files else None, dataset=dataset, target=_run)
     return {"model": model, "settings": settings, **result}
 
@@ -90,8 +90,7 @@ def _run(model, config, files, results, dataset):
         results.put({"record": result["record"], "test_result": result["test_result"],
                      "best_epoch": result["best_epoch"], "epochs": result["epochs"]})
     except DivergenceError as error:
-        saved = os.path.join(config["checkpoint_dir"])
-        records = sorted(Path(saved).glob(f"{model}-*-result.json"), key=os.path.getmtime)
+        records = sorted(Path(config["checkpoint_dir"]).glob(f"{model}-*-result.json"), key=os.path.getmtime)
         results.put({"diverged": str(error), "record": str(records[-1]) if records else None})
 
 

@@ -162,7 +162,7 @@ def run_in_subprocess(model, config_dict, files, dataset=DATASET, target=run_one
             except queue.Empty:
                 if not process.is_alive():
                     result = {"error": f"the run of {model} ended without a result (exit code {process.exitcode}); "
-                                       "see its log, and rerun with --set resume_from=<its -last.pth> to continue"}
+                                       "see its log; running the benchmark again continues it from its -last.pth"}
                     break
         process.join()
         return result
@@ -170,6 +170,33 @@ def run_in_subprocess(model, config_dict, files, dataset=DATASET, target=run_one
         if process.is_alive():
             process.terminate()
             process.join()
+
+
+def own_run_folder(model, config_dict, key, resume=True):
+    """``config_dict`` for benchmark run ``key`` in a checkpoint folder of its own,
+    ``<checkpoint_dir>/runs/<key>`` (no run reads another run's checkpoints or records), with the phase-1
+    cache left shared under ``<checkpoint_dir>/phase1`` (its files are named by a hash of what they were
+    computed from). With ``resume``, a run that was stopped part-way (its folder holds a ``-last.pth`` and
+    the benchmark holds no result for it) continues from the newest one instead of starting over."""
+    saved = config_dict["checkpoint_dir"]
+    folder = Path(saved) / "runs" / "".join(c if c.isalnum() or c in "-_" else "_" for c in key)
+    config = dict(config_dict, checkpoint_dir=str(folder))
+    if reads_key(model, "phase1_cache_dir"):
+        config.setdefault("phase1_cache_dir", os.path.join(saved, "phase1"))
+    stopped = sorted(folder.glob("*-last.pth"), key=os.path.getmtime) if resume and folder.is_dir() else []
+    if stopped and "resume_from" not in config:
+        config["resume_from"] = str(stopped[-1])
+        print(f"   resuming from {stopped[-1]}", flush=True)
+    return config
+
+
+def reads_key(model, key):
+    """Whether one of ``model``'s YAML defaults in this plugin lists ``key``."""
+    import yaml
+
+    from recbole_hyperllm.utils import model_property_files
+
+    return any(key in (yaml.safe_load(Path(f).read_text()) or {}) for f in model_property_files(model))
 
 
 def run_stamp(script, args_line):
@@ -377,7 +404,8 @@ def main(argv=None):
         config_dict = {"data_path": data_path, "show_progress": False,
                        "checkpoint_dir": os.path.join(workdir, "saved"), **variant, **overrides}
         print(f"== {name}", flush=True)
-        result = run_in_subprocess(model, config_dict, config_files(model))
+        result = run_in_subprocess(model, own_run_folder(model, config_dict, name, resume=not args.rerun),
+                                   config_files(model))
         results[name] = summarise(name, model, config_dict, result)
         results[name]["run"] = run_stamp("reproduce_table3.py", " ".join(sys.argv[1:] if argv is None else argv))
         if args.phase1_as_semantic:

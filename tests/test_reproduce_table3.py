@@ -70,3 +70,27 @@ def test_phase1_source_names_what_started_phase_2():
     own = {"config": {"semantic_init": "moe", "num_experts": 20}, "semantic_input": driver.SEMANTIC_STAND_IN}
     assert driver.phase1_source("HyperLLM_HICF@try", own) == "own phase 1 (K=20, m1=0.1) over released 16_50_0.1"
     assert driver.phase1_source("HyperLLM_HGCF", {"config": {"semantic_init": "moe"}}) == "own phase 1 (K=16, m1=0.1)"
+
+
+def test_every_benchmark_run_gets_its_own_folder_and_resumes_from_its_own_progress_file(tmp_path):
+    driver = load_driver()
+    base = {"checkpoint_dir": str(tmp_path / "saved"), "seed": 1}
+    hgcf = driver.own_run_folder("HGCF", base, "HGCF@2020")
+    meta = driver.own_run_folder("HyperLLM_HGCF", base, "HyperLLM_HGCF-w/o Meta")
+    assert Path(hgcf["checkpoint_dir"]) == tmp_path / "saved" / "runs" / "HGCF_2020"
+    assert Path(meta["checkpoint_dir"]) == tmp_path / "saved" / "runs" / "HyperLLM_HGCF-w_o_Meta"
+    assert "phase1_cache_dir" not in hgcf and "resume_from" not in hgcf  # HGCF has no phase 1; nothing to resume
+    assert meta["phase1_cache_dir"] == str(tmp_path / "saved" / "phase1")  # shared: named by content hash
+    assert base == {"checkpoint_dir": str(tmp_path / "saved"), "seed": 1}  # the caller's dict is left as it was
+
+    folder = Path(meta["checkpoint_dir"])
+    folder.mkdir(parents=True)
+    older, newer = folder / "HyperLLM_HGCF-a-last.pth", folder / "HyperLLM_HGCF-b-last.pth"
+    older.write_bytes(b"1")
+    newer.write_bytes(b"2")
+    os.utime(older, (1, 1))
+    (tmp_path / "saved" / "runs" / "HGCF_2020").mkdir()
+    (tmp_path / "saved" / "runs" / "HGCF_2020" / "HGCF-c-last.pth").write_bytes(b"3")  # another run's file
+    assert driver.own_run_folder("HyperLLM_HGCF", base, "HyperLLM_HGCF-w/o Meta")["resume_from"] == str(newer)
+    assert "resume_from" not in driver.own_run_folder("HyperLLM_HGCF", base, "HyperLLM_HGCF-w/o Meta", resume=False)
+    assert "resume_from" not in driver.own_run_folder("HyperLLM_HGCF", base, "HyperLLM_HGCF-HyperLLM")

@@ -115,6 +115,25 @@ def history_record(run, out):
     return str(kept) if kept and kept.is_file() else None
 
 
+def read_runs(runs_file):
+    """The runs recorded under ``--out`` ({} before the first)."""
+    return json.loads(Path(runs_file).read_text()) if Path(runs_file).exists() else {}
+
+
+def update_runs(runs_file, name, entry):
+    """Set run ``name``'s entry in ``runs.json``, re-read under a lock and replaced atomically, so that
+    several ``figures.py --only ...`` processes training different runs into one ``--out`` keep each
+    other's entries."""
+    import fcntl
+
+    with open(f"{runs_file}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = read_runs(runs_file)
+        runs[name] = entry
+        Path(f"{runs_file}.partial").write_text(json.dumps(runs, indent=1))
+        os.replace(f"{runs_file}.partial", runs_file)
+
+
 def stamp(argv):
     from reproduce_table3 import run_stamp
 
@@ -227,6 +246,9 @@ def main(argv=None):
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "figures_ml100k"))
     parser.add_argument("--figures", default=",".join(FIGURES))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--only", default="", help="train only these runs (comma-separated names, e.g. "
+                        "'w/o Meta,Base'), so that several processes can share the runs of one --out; the figures "
+                        "are drawn once every run they need is recorded")
     parser.add_argument("--backbone", default="HGCF", help="the backbone of Figures 2-4 (Figure 5: HRCF)")
     parser.add_argument("--semantic", default="released", choices=["released", "tag-summaries"],
                         help="beauty: the semantic side (see the module docstring)")
@@ -251,31 +273,37 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the running child is stopped too
     runs_file = Path(args.out) / "runs.json"
-    runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
     wanted = args.figures.split(",")
     unknown = [f for f in wanted if f not in figures]
     if unknown:
         raise SystemExit(f"--figures {unknown[0]} is not drawn for {args.dataset}; choose from {sorted(figures)}")
     history_only = all(figure in ("ablation", "convergence") for figure in wanted)
-    for name in dict.fromkeys(n for figure in wanted for n in figures[figure]):
+    names = list(dict.fromkeys(n for figure in wanted for n in figures[figure]))
+    only = [n for n in args.only.split(",") if n] if args.only else names
+    if set(only) - set(names):
+        raise SystemExit(f"--only {sorted(set(only) - set(names))[0]!r} is not a run of --figures {args.figures}; "
+                         f"choose from {names}")
+    for name in only:
+        runs = read_runs(runs_file)  # another figures.py (--only other runs) may have added its runs
         if name in runs and (runs[name].get("record") and os.path.isfile(runs[name]["record"])
                              or history_only and history_record(runs[name], args.out)):
             own = runs[name].get("record")
             if not runs[name].get("kept_record") and own and os.path.isfile(own):  # a run made before kept copies
-                runs[name]["kept_record"] = keep_record(runs[name]["record"], args.out, name)
-                runs_file.write_text(json.dumps(runs, indent=1))
+                update_runs(runs_file, name, dict(runs[name], kept_record=keep_record(own, args.out, name)))
             continue
         print(f"training {name} ...", flush=True)
-        runs[name] = {**train(name, dataset, workdir, extra, files, own_phase1, args.backbone), **stamp(argv)}
-        if runs[name].get("record") and os.path.isfile(runs[name]["record"]):
-            runs[name]["kept_record"] = keep_record(runs[name]["record"], args.out, name)
-        runs_file.write_text(json.dumps(runs, indent=1))
-        print(f"{name}: {runs[name].get('test_result') or runs[name].get('diverged') or runs[name].get('error')}", flush=True)
+        entry = {**train(name, dataset, workdir, extra, files, own_phase1, args.backbone), **stamp(argv)}
+        if entry.get("record") and os.path.isfile(entry["record"]):
+            entry["kept_record"] = keep_record(entry["record"], args.out, name)
+        update_runs(runs_file, name, entry)
+        print(f"{name}: {entry.get('test_result') or entry.get('diverged') or entry.get('error')}", flush=True)
+    runs = read_runs(runs_file)
     for figure in wanted:
         names = figures[figure]
-        failed = [n for n in names if not runs[n].get("record")]
+        failed = [n for n in names if not runs.get(n, {}).get("record")]
         if failed:
-            print(f"{figure} not drawn: {failed[0]} left no record ({runs[failed[0]].get('error')})")
+            print(f"{figure} not drawn: {failed[0]} left no record "
+                  f"({runs[failed[0]].get('error') if failed[0] in runs else 'not trained yet'})")
             continue
         inputs = [history_record(runs[n], args.out) if figure in ("ablation", "convergence") else
                   json.loads(Path(runs[n]["record"]).read_text())["checkpoint"] for n in names]

@@ -197,3 +197,25 @@ def test_figures_redraws_ablation_and_convergence_from_kept_records_without_retr
     shutil.rmtree(copies)  # the run folders are gone (a new session, or runs made on another machine)
     assert figures.main(argv) == 0 and len(trained) == len(figures.FIGURES["ablation"])  # nothing retrained
     assert json.load(open(tmp_path / "out" / "convergence.json"))["runs"]
+
+
+def test_figures_processes_training_different_runs_keep_each_others_entries(tmp_path, monkeypatch):
+    """figures.py --only: each process trains its own runs into one --out; runs.json keeps them all."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import figures
+
+    runs_file = tmp_path / "runs.json"
+    figures.update_runs(runs_file, "Base", {"record": "a"})
+    stale = figures.read_runs(runs_file)  # what a second process read before the first wrote again
+    figures.update_runs(runs_file, "w/o Meta", {"record": "b"})
+    figures.update_runs(runs_file, "HyperLLM", dict(stale.get("HyperLLM", {}), record="c"))
+    assert figures.read_runs(runs_file) == {"Base": {"record": "a"}, "w/o Meta": {"record": "b"},
+                                            "HyperLLM": {"record": "c"}}
+
+    trained = []
+    monkeypatch.setattr(figures, "train", lambda name, *args: trained.append(name) or {"error": "not trained"})
+    argv = ["--dataset", "ml-100k", "--figures", "convergence", "--out", str(tmp_path / "out"),
+            "--workdir", str(tmp_path / "work")]
+    assert figures.main(argv + ["--only", "w/o Meta"]) == 0 and trained == ["w/o Meta"]
+    with pytest.raises(SystemExit, match="--only 'w/o CL' is not a run of --figures convergence"):
+        figures.main(argv + ["--only", "w/o CL"])

@@ -29,13 +29,17 @@ def margin_ranking_loss(anchor, positive, negative, margin):
 
 
 class _ChunkBuffers:
-    """Three reusable (chunk, N) work arrays: no allocation (and no page faults) per chunk."""
+    """Reusable (chunk, N) work arrays: no allocation (and no page faults) per chunk. The Gram block always;
+    the eager chain's two scratch arrays only once a chunk runs eagerly (the compiled chain allocates its own)."""
 
     def __init__(self, rows, cols, like):
-        self.gram, self.ratio, self.work = (like.new_empty(rows, cols) for _ in range(3))
+        self.gram = like.new_empty(rows, cols)
+        self._scratch = None
 
-    def view(self, rows):
-        return self.gram[:rows], self.ratio[:rows], self.work[:rows]
+    def scratch(self, rows):
+        if self._scratch is None:
+            self._scratch = (torch.empty_like(self.gram), torch.empty_like(self.gram))
+        return self._scratch[0][:rows], self._scratch[1][:rows]
 
 
 def _arcosh_terms(gram):
@@ -44,13 +48,13 @@ def _arcosh_terms(gram):
     return root, torch.log(gram + root)
 
 
-def _softmax_weights_eager(gram, buffers, tau):
-    """The elementwise chain of Eq. (16) on a Gram chunk M, in place in ``buffers`` (no allocation per chunk).
+def _softmax_weights_eager(gram, scratch, tau):
+    """The elementwise chain of Eq. (16) on a Gram chunk M, in the two ``scratch`` arrays (no allocation per chunk).
 
     Returns (W, row_sum, min_sq) with A = arcosh(M), E = exp(-(A^2 - min_j A^2) / tau), row_sum = sum_j E and
     W = E * A / sqrt(M^2 - 1).
     """
-    _, ratio, work = buffers
+    ratio, work = scratch
     torch.mul(gram, gram, out=ratio).sub_(1.0).clamp_min_(1e-12).sqrt_()  # sqrt(M^2 - 1)
     torch.add(gram, ratio, out=work).log_()                             # A = arcosh(M)
     torch.div(work, ratio, out=ratio)                                    # A / sqrt(M^2 - 1)
@@ -100,7 +104,7 @@ def _weights(gram, buffers, tau, fused):
                 _fused_weights = False
                 warnings.warn(f"torch.compile failed on Eq. 16 ({type(error).__name__}: {error}); "
                               "running its eager chain", RuntimeWarning)
-    return _softmax_weights_eager(gram, buffers, tau)
+    return _softmax_weights_eager(gram, buffers.scratch(gram.size(0)), tau)
 
 
 class _ExactInfoNCE(torch.autograd.Function):
@@ -124,11 +128,10 @@ class _ExactInfoNCE(torch.autograd.Function):
         grad_h2 = torch.zeros_like(h2) if want_grad else None
         for start in range(first, stop, chunk_size):
             end = min(start + chunk_size, stop)
-            chunk = buffers.view(end - start)
-            gram = torch.matmul(h1[start:end], h2_flipped.t(), out=chunk[0])     # M
+            gram = torch.matmul(h1[start:end], h2_flipped.t(), out=buffers.gram[:end - start])  # M
             diag_gram[start - first:end - first] = torch.diagonal(gram, offset=start)
             full_chunk = fused and end - start == chunk_size  # a partial chunk would compile a second shape
-            weights, sums, mins = _weights(gram, chunk, tau, full_chunk)
+            weights, sums, mins = _weights(gram, buffers, tau, full_chunk)
             row_sum[start - first:end - first] = sums
             min_sq[start - first:end - first] = mins
             if want_grad:

@@ -190,8 +190,7 @@ def run_recbole_hyperllm(model=None, dataset=None, config_file_list=None, config
     phase1_progress = progress if progress is not None and progress.get("phase") == "meta" else None
     if phase1_progress is not None:  # resume_from a phase-1 progress file: phase 1 continues, phase 2 starts anew
         progress = None
-    result = {"phase1": before(config, train_data, valid_data, logger, show_progress=show,
-                               **({"resume": phase1_progress} if phase1_progress is not None else {}))
+    result = {"phase1": before(config, train_data, valid_data, logger, show_progress=show, resume=phase1_progress)
               if before else None}
     if result["phase1"] is not None:  # training starts from the same random state, phase 1 computed or cached
         restart_random_streams(config, train_data)

@@ -58,7 +58,7 @@ def test_softmax_chain_as_one_expression_equals_the_in_place_chain():
     from recbole_hyperllm.manifold import flip_space
     h1, h2 = random_points(12, 5, 8), random_points(40, 5, 9)
     gram = h1 @ flip_space(h2).t()
-    buffers = _ChunkBuffers(12, 40, h1).view(12)
+    buffers = _ChunkBuffers(12, 40, h1).scratch(12)
     in_place = _softmax_weights_eager(gram.clone(), buffers, 0.3)
     expression = _softmax_weights_math(gram, 0.3)
     for a, b in zip(in_place, expression):

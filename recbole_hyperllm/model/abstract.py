@@ -54,7 +54,8 @@ class PluginModel:
 
     def before_training(self, config, train_data, valid_data, logger, show_progress=False, resume=None):
         """A step run before the trainer is built (e.g. HyperLLM's phase 1); returns a JSON-able record or None.
-        ``resume``: the checked state of a progress file this step wrote (``resume_from``), to continue it."""
+        ``resume``: the checked state of a progress file this step wrote (``resume_from``), to continue it;
+        always None for a model whose step writes none (only HyperLLM's phase 1 does)."""
         return None
 
     def skips_training(self):

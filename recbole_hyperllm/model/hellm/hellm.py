@@ -247,7 +247,7 @@ class HeLLM(PluginModel, SequentialRecommender):
         self.graph_user.copy_(user)
         self.graph_item.copy_(item)
 
-    def before_training(self, config, train_data, valid_data, logger, show_progress=False):
+    def before_training(self, config, train_data, valid_data, logger, show_progress=False, resume=None):
         """Stage 1 (cached) on this run's training interactions; its embeddings become the graph context."""
         from recbole_hyperllm.model.hellm.stage1 import run_stage1
 

@@ -181,7 +181,7 @@ class HeLLM_Pretrain(PluginModel, GeneralRecommender):
         self.frozen = True
 
     # ----- the run: stage 1 cached, then evaluated --------------------------------------------------------------
-    def before_training(self, config, train_data, valid_data, logger, show_progress=False):
+    def before_training(self, config, train_data, valid_data, logger, show_progress=False, resume=None):
         from recbole_hyperllm.model.hellm.stage1 import run_stage1
 
         user, item, info = run_stage1(config, train_data.dataset, valid_data, logger, model=self,

@@ -228,7 +228,7 @@ class SeLLaRec(PluginModel, ContextRecommender):
         return torch.sigmoid(self.logits(interaction))
 
     # ----- RecBole / plugin hooks -------------------------------------------------------------------------
-    def before_training(self, config, train_data, valid_data, logger, show_progress=False):
+    def before_training(self, config, train_data, valid_data, logger, show_progress=False, resume=None):
         from recbole_hyperllm.model.sella.steps import run_steps
 
         return run_steps(self, config, train_data, valid_data, logger)

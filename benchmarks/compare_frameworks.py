@@ -22,7 +22,9 @@ Each run is its own process (its own peak memory). ``--out`` (JSON, one entry pe
 R@10/R@20/N@10/N@20, best epoch, epochs, seconds per epoch, seconds of training + validation up to the end
 of the best epoch (Table 4's "Time"), phase-1 record, peak RSS, and the command, commit, date and machine
 of the run) is rewritten after every run, so a stopped benchmark resumes where it stopped; the same name
-with ``.md`` holds the table and that provenance.
+with ``.md`` holds the table and that provenance. Each run keeps its checkpoints in
+``<checkpoint_dir>/runs/<model>_<seed>``: a run stopped part-way continues from its ``-last.pth`` when
+the benchmark is run again, and ``--extend --set epochs=N`` continues the runs that ended at their budget.
 """
 import argparse
 import json
@@ -66,6 +68,9 @@ def parse_args(argv=None):
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "frameworks_ml100k.json"))
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra RecBole config")
     parser.add_argument("--rerun", action="store_true", help="run again what --out already holds")
+    parser.add_argument("--extend", action="store_true",
+                        help="continue the runs of --out that ended at their epoch budget (never stopped early) "
+                             "from their -last.pth, up to the --set epochs given now")
     parser.add_argument("--markdown", action="store_true", help="only (re)write and print the table of --out")
     return parser.parse_args(argv)
 
@@ -114,6 +119,13 @@ def plan(args):
                         config["semantic_init"] = "moe"
                     runs.append((f"{name}@{seed}", name, DATASET, beauty_files(framework, backbone), config))
     return runs
+
+
+def ended_at_budget(entry):
+    """Whether a run's entry ran all its epochs (early stopping never ended it): its best epoch may lie
+    beyond its budget, so the comparison asks for it to continue (``--extend``)."""
+    budget = entry.get("config", {}).get("epochs")
+    return "error" not in entry and budget is not None and (entry.get("epochs") or 0) >= budget
 
 
 def mean_std(values):
@@ -228,12 +240,17 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the running child is stopped too
     for key, model, dataset_name, files, config in plan(args):
-        if key in results and "error" not in results[key] and not args.rerun:
+        extend = args.extend and key in results and ended_at_budget(results[key])
+        if key in results and "error" not in results[key] and not args.rerun and not extend:
             print(f"== {key}: kept from {out}", flush=True)
             continue
-        print(f"== {key}", flush=True)
-        results[key] = summarise(key, model, config, run_in_subprocess(
-            model, own_run_folder(model, config, key, resume=not args.rerun), files, dataset=dataset_name))
+        config = own_run_folder(model, config, key, resume=not args.rerun)
+        if extend and (config["epochs"] <= results[key]["epochs"] or "resume_from" not in config):
+            print(f"== {key}: not extended (" + ("no -last.pth in " + config["checkpoint_dir"] if "resume_from" not in
+                  config else f"--set epochs={config['epochs']} is not above its {results[key]['epochs']}") + ")")
+            continue
+        print(f"== {key}" + (f": extended to {config['epochs']} epochs" if extend else ""), flush=True)
+        results[key] = summarise(key, model, config, run_in_subprocess(model, config, files, dataset=dataset_name))
         results[key].update(dataset=dataset_name, run=run_stamp("compare_frameworks.py", args_line))
         partial = f"{out}.partial"
         Path(partial).write_text(json.dumps(results, indent=2))

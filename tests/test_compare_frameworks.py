@@ -32,3 +32,29 @@ def test_ordering_check_counts_pairs_ordered_as_in_the_paper():
     assert "here HyperLLM > KAR > Base" in hgcf and "the paper HyperLLM > Base > KAR" in hgcf
     assert "2 of 3 pairs ordered alike (not: Base vs KAR)" in hgcf
     assert ordering_check({"HGCF@1": entry(0.2)}, PAPER_BEAUTY) == []  # one framework: nothing to order
+
+
+def test_extend_continues_only_the_runs_that_ended_at_their_budget_from_their_own_progress_file(tmp_path, monkeypatch):
+    import json
+
+    import compare_frameworks
+
+    out, saved = tmp_path / "fw.json", tmp_path / "work" / "split2020" / "saved"
+    capped = dict(entry(0.30), epochs=150, config={"epochs": 150})
+    stopped = dict(entry(0.31), epochs=90, config={"epochs": 150})
+    out.write_text(json.dumps({"HGCF@2020": capped, "HRCF@2020": stopped}))
+    (saved / "runs" / "HGCF_2020").mkdir(parents=True)
+    (saved / "runs" / "HGCF_2020" / "HGCF-a-last.pth").write_bytes(b"")
+    (saved / "HRCF-b-last.pth").write_bytes(b"")  # not its own folder: never read
+    calls = []
+    monkeypatch.setattr(compare_frameworks, "run_in_subprocess",
+                        lambda model, config, files, dataset: calls.append((model, config)) or {"error": "stub"})
+    argv = ["--dataset", "ml-100k", "--seeds", "2020", "--backbones", "HGCF,HRCF", "--frameworks", "Base",
+            "--workdir", str(tmp_path / "work"), "--out", str(out), "--extend"]
+    assert compare_frameworks.ended_at_budget(capped) and not compare_frameworks.ended_at_budget(stopped)
+    compare_frameworks.main(argv + ["--set", "epochs=150"])  # not above the budget it had: nothing runs
+    assert calls == []
+    compare_frameworks.main(argv + ["--set", "epochs=300"])
+    assert [model for model, _ in calls] == ["HGCF"]
+    assert calls[0][1]["epochs"] == 300
+    assert calls[0][1]["resume_from"] == str(saved / "runs" / "HGCF_2020" / "HGCF-a-last.pth")

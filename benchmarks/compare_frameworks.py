@@ -71,6 +71,9 @@ def parse_args(argv=None):
     parser.add_argument("--extend", action="store_true",
                         help="continue the runs of --out that ended at their epoch budget (never stopped early) "
                              "from their -last.pth, up to the --set epochs given now")
+    parser.add_argument("--import-run", action="append", default=[], metavar="KEY=RUNS_JSON#NAME",
+                        help="fill cell KEY (e.g. HyperLLM_HGCF@1234) from run NAME of a figures.py runs.json "
+                             "(its kept record); the run's model, dataset, seed and settings must be the cell's")
     parser.add_argument("--markdown", action="store_true", help="only (re)write and print the table of --out")
     return parser.parse_args(argv)
 
@@ -128,6 +131,34 @@ def ended_at_budget(entry):
     return "error" not in entry and budget is not None and (entry.get("epochs") or 0) >= budget
 
 
+# The settings a run record keeps (quick_start.RECORD_KEYS) and their values when a config leaves them out.
+RECORD_DEFAULTS = {"variant": "HyperLLM", "ablation": "none", "semantic_init": "moe", "cl_scope": "all"}
+
+
+def imported_entry(key, model, dataset_name, config, source):
+    """Cell ``key`` from run NAME of a figures.py ``runs.json`` (``source`` = 'RUNS_JSON#NAME'): the same
+    summary as a run made here, from the run's kept record, with that run's command, commit, date and
+    machine. SystemExit (naming the field) when the run is not this cell's model, dataset, seed or settings."""
+    runs_file, _, name = source.partition("#")
+    runs = json.loads(Path(runs_file).read_text())
+    if name not in runs or not runs[name].get("kept_record"):
+        raise SystemExit(f"--import-run {key}={source}: {runs_file} has no finished run {name!r}")
+    run = runs[name]
+    record = json.loads((Path(runs_file).parent / run["kept_record"]).read_text())
+    wanted = {"model": model, "dataset": dataset_name, "seed": config["seed"]}
+    if model.startswith("HyperLLM_"):
+        wanted.update({k: config.get(k, default) for k, default in RECORD_DEFAULTS.items()})
+    for field, value in wanted.items():
+        if record["settings"].get(field) != value:
+            raise SystemExit(f"--import-run {key}={source}: its {field} is {record['settings'].get(field)!r}, "
+                             f"the cell's {value!r}")
+    result = dict(record, record=str(Path(runs_file).parent / run["kept_record"]))
+    entry = summarise(key, model, config, result)
+    entry.update(dataset=dataset_name, imported_from=source,
+                 run={k: run[k] for k in ("command", "commit", "date", "machine")})
+    return entry
+
+
 def mean_std(values):
     """'mean ± std' over seeds, or the value of a single seed."""
     if len(values) == 1:
@@ -144,6 +175,8 @@ def provenance(results):
         lines.append(f"{field.capitalize()}: " + "; ".join(f"`{v}`" if field == "command" else v for v in values))
     dates = sorted(s["date"] for s in stamps)
     lines.append(f"Runs: {len(stamps)}, {dates[0]} to {dates[-1]}" if dates else "Runs: none")
+    lines += [f"{key}: imported from run `{e['imported_from']}` (`--import-run`)"
+              for key, e in sorted(results.items()) if e.get("imported_from")]
     return "  \n".join(lines)
 
 
@@ -226,6 +259,13 @@ def write_markdown(out, results):
     return text
 
 
+def save_results(out, results):
+    """``out`` rewritten atomically (a crash keeps the previous file)."""
+    partial = f"{out}.partial"
+    Path(partial).write_text(json.dumps(results, indent=2))
+    os.replace(partial, out)
+
+
 def main(argv=None):
     args = parse_args(argv)
     args_line = " ".join(sys.argv[1:] if argv is None else argv)
@@ -239,7 +279,17 @@ def main(argv=None):
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the running child is stopped too
-    for key, model, dataset_name, files, config in plan(args):
+    imports = dict(item.split("=", 1) for item in args.import_run)
+    planned = plan(args)
+    stray = sorted(set(imports) - {run[0] for run in planned})
+    if stray:
+        raise SystemExit(f"--import-run {stray[0]}: not a cell of this command's --backbones/--frameworks/--seeds")
+    for key, model, dataset_name, files, config in planned:
+        if key in imports:
+            results[key] = imported_entry(key, model, dataset_name, config, imports[key])
+            save_results(out, results)
+            print(f"== {key}: imported from {imports[key]}", flush=True)
+            continue
         extend = args.extend and key in results and ended_at_budget(results[key])
         if key in results and "error" not in results[key] and not args.rerun and not extend:
             print(f"== {key}: kept from {out}", flush=True)
@@ -252,9 +302,7 @@ def main(argv=None):
         print(f"== {key}" + (f": extended to {config['epochs']} epochs" if extend else ""), flush=True)
         results[key] = summarise(key, model, config, run_in_subprocess(model, config, files, dataset=dataset_name))
         results[key].update(dataset=dataset_name, run=run_stamp("compare_frameworks.py", args_line))
-        partial = f"{out}.partial"
-        Path(partial).write_text(json.dumps(results, indent=2))
-        os.replace(partial, out)
+        save_results(out, results)
         entry = results[key]
         print(entry.get("error") or {m: entry["test"][m] for m in METRICS}, flush=True)
         write_markdown(out, results)

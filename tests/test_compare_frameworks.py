@@ -58,3 +58,35 @@ def test_extend_continues_only_the_runs_that_ended_at_their_budget_from_their_ow
     assert [model for model, _ in calls] == ["HGCF"]
     assert calls[0][1]["epochs"] == 300
     assert calls[0][1]["resume_from"] == str(saved / "runs" / "HGCF_2020" / "HGCF-a-last.pth")
+
+
+def test_import_run_fills_a_cell_from_a_figures_run_of_the_same_settings_only(tmp_path, monkeypatch):
+    import json
+
+    import pytest
+
+    import compare_frameworks
+
+    record = {"settings": {"model": "HyperLLM_HGCF", "dataset": "ml-100k", "seed": 2020, "variant": "HyperLLM",
+                           "ablation": "none", "semantic_init": "moe", "cl_scope": "all", "test_mask": "train_valid"},
+              "test_result": entry(0.3)["test"], "best_valid_result": entry(0.31)["test"], "best_epoch": 7,
+              "epochs": 20, "sec_per_epoch": 2.0, "sec_to_best": 16.0, "peak_rss_mb": 900.0, "seconds": 40.0}
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "HyperLLM.json").write_text(json.dumps(record))
+    stamp = {"command": "python benchmarks/figures.py ...", "commit": "abc1234", "date": "2026-11-26 15:01 UTC",
+             "machine": "x86_64"}
+    (tmp_path / "runs.json").write_text(json.dumps({"HyperLLM": {"kept_record": "records/HyperLLM.json", **stamp}}))
+    monkeypatch.setattr(compare_frameworks, "run_in_subprocess", lambda *a, **k: pytest.fail("nothing may train"))
+    out = tmp_path / "fw.json"
+    argv = ["--dataset", "ml-100k", "--backbones", "HGCF", "--frameworks", "HyperLLM", "--workdir",
+            str(tmp_path / "work"), "--out", str(out)]
+    compare_frameworks.main(argv + ["--seeds", "2020", "--import-run", f"HyperLLM_HGCF@2020={tmp_path}/runs.json#HyperLLM"])
+    cell = json.loads(out.read_text())["HyperLLM_HGCF@2020"]
+    assert cell["test"] == entry(0.3)["test"] and cell["best_epoch"] == 7 and cell["run"] == stamp
+    assert "imported from run" in out.with_suffix(".md").read_text()
+    with pytest.raises(SystemExit, match="its seed is 2020, the cell's 2021"):
+        compare_frameworks.main(argv + ["--seeds", "2021", "--import-run", f"HyperLLM_HGCF@2021={tmp_path}/runs.json#HyperLLM"])
+    with pytest.raises(SystemExit, match="has no finished run 'Base'"):
+        compare_frameworks.main(argv + ["--seeds", "2021", "--import-run", f"HyperLLM_HGCF@2021={tmp_path}/runs.json#Base"])
+    with pytest.raises(SystemExit, match="not a cell of this command"):
+        compare_frameworks.main(argv + ["--seeds", "2020", "--import-run", f"KAR_HGCF@2020={tmp_path}/runs.json#HyperLLM"])

@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from reproduce_table3 import DATASET, METRICS, convert, own_run_folder, parse_overrides, run_in_subprocess, run_stamp, summarise  # noqa: E402
+from reproduce_table3 import (DATASET, METRICS, convert, own_run_folder, parse_overrides, run_in_subprocess,  # noqa: E402
+                              run_stamp, save_results, summarise)
 
 BACKBONES = ("HGCF", "HRCF", "HICF", "HGCH", "HyperCL")
 FRAMEWORKS = ("Base", "KAR", "RLMRecCon", "RLMRecGen", "HyperLLM")
@@ -144,7 +145,8 @@ def imported_entry(key, model, dataset_name, config, source):
     if name not in runs or not runs[name].get("kept_record"):
         raise SystemExit(f"--import-run {key}={source}: {runs_file} has no finished run {name!r}")
     run = runs[name]
-    record = json.loads((Path(runs_file).parent / run["kept_record"]).read_text())
+    kept = Path(runs_file).parent / run["kept_record"]
+    record = json.loads(kept.read_text())
     wanted = {"model": model, "dataset": dataset_name, "seed": config["seed"]}
     if model.startswith("HyperLLM_"):
         wanted.update({k: config.get(k, default) for k, default in RECORD_DEFAULTS.items()})
@@ -152,7 +154,7 @@ def imported_entry(key, model, dataset_name, config, source):
         if record["settings"].get(field) != value:
             raise SystemExit(f"--import-run {key}={source}: its {field} is {record['settings'].get(field)!r}, "
                              f"the cell's {value!r}")
-    result = dict(record, record=str(Path(runs_file).parent / run["kept_record"]))
+    result = dict(record, record=str(kept))
     entry = summarise(key, model, config, result)
     entry.update(dataset=dataset_name, imported_from=source,
                  run={k: run[k] for k in ("command", "commit", "date", "machine")})
@@ -257,13 +259,6 @@ def write_markdown(out, results):
         text += "\n" + "\n".join(ordering) + "\n"
     Path(out).with_suffix(".md").write_text(text)
     return text
-
-
-def save_results(out, results):
-    """``out`` rewritten atomically (a crash keeps the previous file)."""
-    partial = f"{out}.partial"
-    Path(partial).write_text(json.dumps(results, indent=2))
-    os.replace(partial, out)
 
 
 def main(argv=None):

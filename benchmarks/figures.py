@@ -98,12 +98,13 @@ def keep_record(record, out, name):
     """A copy of run ``name``'s record under ``out``/records with its validation history folded in (from the
     progress file), so Figures 2 and 3 can be drawn from the repository alone: after /tmp is gone, or from
     runs made on another machine. Returns its path relative to ``out``."""
+    from dataset_tools.pipeline import write_json
     from recbole_hyperllm import analysis
+    from reproduce_table3 import file_safe
 
     portable = {k: v for k, v in analysis.read_run(record).items() if k != "progress_file"}
-    relative = Path("records") / ("".join(c if c.isalnum() else "_" for c in name) + ".json")
-    (Path(out) / relative).parent.mkdir(parents=True, exist_ok=True)
-    (Path(out) / relative).write_text(json.dumps(portable, indent=1))
+    relative = Path("records") / (file_safe(name) + ".json")
+    write_json(str(Path(out) / relative), portable)
     return str(relative)
 
 
@@ -126,12 +127,11 @@ def update_runs(runs_file, name, entry):
     other's entries."""
     import fcntl
 
+    from dataset_tools.pipeline import write_json
+
     with open(f"{runs_file}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        runs = read_runs(runs_file)
-        runs[name] = entry
-        Path(f"{runs_file}.partial").write_text(json.dumps(runs, indent=1))
-        os.replace(f"{runs_file}.partial", runs_file)
+        write_json(str(runs_file), {**read_runs(runs_file), name: entry})
 
 
 def stamp(argv):

@@ -179,7 +179,7 @@ def own_run_folder(model, config_dict, key, resume=True):
     computed from). With ``resume``, a run that was stopped part-way (its folder holds a ``-last.pth`` and
     the benchmark holds no result for it) continues from the newest one instead of starting over."""
     saved = config_dict["checkpoint_dir"]
-    folder = Path(saved) / "runs" / "".join(c if c.isalnum() or c in "-_" else "_" for c in key)
+    folder = Path(saved) / "runs" / file_safe(key)
     config = dict(config_dict, checkpoint_dir=str(folder))
     if reads_key(model, "phase1_cache_dir"):
         config.setdefault("phase1_cache_dir", os.path.join(saved, "phase1"))
@@ -188,6 +188,18 @@ def own_run_folder(model, config_dict, key, resume=True):
         config["resume_from"] = str(stopped[-1])
         print(f"   resuming from {stopped[-1]}", flush=True)
     return config
+
+
+def file_safe(text):
+    """``text`` as a file name: every character but letters, digits, '-' and '_' becomes '_'."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+def save_results(out, results):
+    """A benchmark's JSON ``out`` rewritten atomically (a crash keeps the previous file)."""
+    partial = f"{out}.partial"
+    Path(partial).write_text(json.dumps(results, indent=2))
+    os.replace(partial, out)
 
 
 def reads_key(model, key):
@@ -410,10 +422,7 @@ def main(argv=None):
         results[name]["run"] = run_stamp("reproduce_table3.py", " ".join(sys.argv[1:] if argv is None else argv))
         if args.phase1_as_semantic:
             results[name]["semantic_input"] = SEMANTIC_STAND_IN
-        partial = str(out) + ".partial"
-        with open(partial, "w") as handle:  # written after every model: a crash loses no finished run
-            json.dump(results, handle, indent=2)
-        os.replace(partial, out)
+        save_results(out, results)  # after every model: a crash loses no finished run
     print_table({k: v for k, v in results.items()})
     failed = [k for k, v in results.items() if "error" in v]
     return 1 if failed else 0

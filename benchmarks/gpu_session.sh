@@ -18,6 +18,7 @@
 #                 (CONVERGENCE_BACKBONE=HGCH for the issue's second backbone; CONVERGENCE_SECONDS caps it)
 #     frameworks  compare_frameworks.py --dataset beauty (issue 12's Beauty cells; FRAMEWORKS_BACKBONES,
 #                 FRAMEWORKS_LIST, FRAMEWORKS_SECONDS choose; default HGCF x HyperLLM,KAR,RLMRecCon) (~500 s)
+#     parallel    issues 12 and 14's Beauty runs, 8 processes at once on the one GPU (PARALLEL_SECONDS)
 #     profile     profile_step.py HyperLLM_HGCF: Eq. 16 in one chunk (the GPU default) and in 128-row
 #                 chunks (the CPU's), and HGCF: where a GPU step's time goes                     (~120 s)
 set -u
@@ -76,6 +77,42 @@ stage_frameworks() {  # each finished cell is in the JSON at once: a stage cut b
     --backbones "${FRAMEWORKS_BACKBONES:-HGCF}" --frameworks "${FRAMEWORKS_LIST:-HyperLLM,KAR,RLMRecCon}" \
     --data .gpu/hyperllm-official --workdir "$work" --out "$OUT/frameworks_beauty_gpu.json"
 }
+stage_parallel() {  # issues 12 and 14's Beauty runs at once, one process each, all cut at PARALLEL_SECONDS
+  # HGCH's Figure 3 (Base, HyperLLM, w/o Meta; figures.py --only, one runs.json) and the frameworks' cells
+  # that have no run yet (KAR, RLMRecCon, RLMRecGen over HGCH; KAR, RLMRecCon over HGCF), each cell its own
+  # JSON. A run cut by the limit leaves its validation history (unfinished.json, read from its progress
+  # file). Everything comes back as one file, parallel.tar.gz (the lease returns at most 8 files).
+  local work=/tmp/beauty-tags secs=${PARALLEL_SECONDS:-480} res=$OUT/parallel run cell
+  tag_summary_inputs "$work"
+  mkdir -p "$res"
+  export OMP_NUM_THREADS=${PARALLEL_THREADS:-2}
+  for run in Base HyperLLM "w/o Meta"; do
+    timeout "$secs" python3 benchmarks/figures.py --dataset beauty --semantic tag-summaries --figures convergence \
+      --backbone HGCH --only "$run" --data .gpu/hyperllm-official --workdir "$work" --out "$res/convergence_hgch" \
+      > "$res/figures_HGCH_${run//[^A-Za-z]/_}.log" 2>&1 &
+  done
+  for cell in ${PARALLEL_CELLS:-KAR:HGCH RLMRecCon:HGCH RLMRecGen:HGCH KAR:HGCF RLMRecCon:HGCF}; do
+    timeout "$secs" python3 benchmarks/compare_frameworks.py --dataset beauty --seeds 1234 \
+      --backbones "${cell#*:}" --frameworks "${cell%:*}" --data .gpu/hyperllm-official --workdir "$work" \
+      --out "$res/frameworks_${cell%:*}_${cell#*:}.json" > "$res/frameworks_${cell%:*}_${cell#*:}.log" 2>&1 &
+  done
+  wait
+  python3 - "$work/saved/runs" "$res/unfinished.json" <<'PY'
+import json, sys
+from pathlib import Path
+import torch
+unfinished = {}
+for folder in sorted(Path(sys.argv[1]).glob("*")):
+    progress = sorted(folder.glob("*-last.pth"), key=lambda p: p.stat().st_mtime)
+    if progress and not list(folder.glob("*-result.json")):
+        state = torch.load(progress[-1], map_location="cpu", weights_only=False)
+        unfinished[folder.name] = {"next_epoch": state.get("next_epoch"), "valid_history": state.get("valid_history")}
+Path(sys.argv[2]).write_text(json.dumps(unfinished, indent=1))
+print("unfinished runs:", {k: v["next_epoch"] for k, v in unfinished.items()})
+PY
+  tar -czf "$OUT/parallel.tar.gz" -C "$OUT" parallel && rm -rf "$res"
+}
+
 stage_profile() {
   local work=/tmp/beauty-profile
   timeout 60 python3 benchmarks/profile_step.py --model HyperLLM_HGCF --data .gpu/hyperllm-official \
@@ -105,5 +142,6 @@ run() {
 case "$mode" in
   prepare) prepare ;;
   run) run "$@" ;;
+  stage) OUT=${OUT:?set OUT to a folder}; "stage_$1" ;;  # here: one stage without the install, to try it
   *) echo "usage: bash benchmarks/gpu_session.sh prepare | run <commit> [cuda table3 vs_authors convergence]"; exit 2 ;;
 esac

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from reproduce_table3 import run_in_subprocess, run_one, run_stamp, summarise  # noqa: E402
+from reproduce_table3 import replace_text, run_in_subprocess, run_one, run_stamp, summarise  # noqa: E402
 
 DATASET = "ml-100k"
 # HeLLM first: it trains stage 1, as the default command does; the others read its cache
@@ -253,14 +253,9 @@ def stage2_defaults():
 
 
 def write(record, out):
-    partial = f"{out}.{os.getpid()}.partial"
-    with open(partial, "w", encoding="utf-8") as handle:
-        json.dump(record, handle, indent=1, default=str)
-    os.replace(partial, out)
-    md = str(Path(out).with_suffix(".md"))
-    with open(f"{md}.{os.getpid()}.partial", "w", encoding="utf-8") as handle:
-        handle.write(markdown(record))
-    os.replace(f"{md}.{os.getpid()}.partial", md)
+    """``out`` and its table (.md), each replaced atomically."""
+    replace_text(out, json.dumps(record, indent=1, default=str))
+    replace_text(str(Path(out).with_suffix(".md")), markdown(record))
 
 
 def count_train_prefixes(args):

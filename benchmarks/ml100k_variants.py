@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from reproduce_table3 import METRICS, parse_value, run_in_subprocess, split_model, summarise  # noqa: E402
+from reproduce_table3 import (METRICS, parse_value, run_in_subprocess, save_results, split_model,  # noqa: E402
+                              summarise)
 
 MODELS = "HGCF,HyperLLM_HGCF:Structural,HyperLLM_HGCF:Semantic,HyperLLM_HGCF"
 
@@ -80,9 +81,7 @@ def main(argv=None):
             print(f"== {key}", flush=True)
             result = run_in_subprocess(model, config_dict, [], dataset="ml-100k")
             results[key] = summarise(key, model, config_dict, result)
-            partial = f"{out}.partial"
-            Path(partial).write_text(json.dumps(results, indent=2))
-            os.replace(partial, out)
+            save_results(out, results)
             entry = results[key]
             print(entry.get("error") or {m: entry["test"][m] for m in METRICS}, flush=True)
     print(markdown_table(results, models))

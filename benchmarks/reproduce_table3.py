@@ -195,11 +195,21 @@ def file_safe(text):
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
 
 
+def replace_text(path, text):
+    """``path`` rewritten atomically with ``text``: written under a name of this process, then renamed, so a
+    crash keeps the previous file and two writers never share a partial file."""
+    partial = f"{path}.{os.getpid()}.partial"
+    try:
+        Path(partial).write_text(text, encoding="utf-8")
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+    os.replace(partial, path)
+
+
 def save_results(out, results):
     """A benchmark's JSON ``out`` rewritten atomically (a crash keeps the previous file)."""
-    partial = f"{out}.partial"
-    Path(partial).write_text(json.dumps(results, indent=2))
-    os.replace(partial, out)
+    replace_text(out, json.dumps(results, indent=2))
 
 
 def reads_key(model, key):

@@ -94,9 +94,9 @@ def run_one(model, dataset, data_path, extra, out, overrides):
         "steps": steps, "seconds": time.perf_counter() - started,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
-    with open(out + ".partial", "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, indent=1, default=str)
-    os.replace(out + ".partial", out)
+    from reproduce_table3 import replace_text
+
+    replace_text(out, json.dumps(summary, indent=1, default=str))
 
 
 def run_ctr_baseline(model, dataset, config_dict):
@@ -202,14 +202,13 @@ def main():
         name, model, extra = RUNS[int(args.one[0])]
         sys.argv = sys.argv[:1]  # RecBole reads --key=value from the command line
         return run_one(model, args.one[1], args.data_path, extra, args.one[2], overrides)
+    from reproduce_table3 import replace_text, run_stamp
+
     if args.markdown:
         path = os.path.join(args.results, "sellarec_ml100k.json")
         with open(path, encoding="utf-8") as handle:
             text = markdown(json.load(handle))
-        with open(path[:-5] + ".md.partial", "w", encoding="utf-8") as handle:
-            handle.write(text)
-        return os.replace(path[:-5] + ".md.partial", path[:-5] + ".md")
-    from reproduce_table3 import run_stamp
+        return replace_text(path[:-5] + ".md", text)
     from recbole_hyperllm.quick_start import create_config
 
     dataset, data_path = subsample(args.data_path, args.users, args.seed)
@@ -236,10 +235,8 @@ def main():
             os.remove(part)
         else:
             record["runs"][name] = {"error": f"exit status {done.returncode}"}
-        for path, text in ((out, json.dumps(record, indent=1, default=str)), (out[:-5] + ".md", markdown(record))):
-            with open(path + ".partial", "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(path + ".partial", path)
+        replace_text(out, json.dumps(record, indent=1, default=str))
+        replace_text(out[:-5] + ".md", markdown(record))
         print(markdown(record).split("| --- |")[-1], flush=True)
 
 

@@ -94,3 +94,19 @@ def test_every_benchmark_run_gets_its_own_folder_and_resumes_from_its_own_progre
     assert driver.own_run_folder("HyperLLM_HGCF", base, "HyperLLM_HGCF-w/o Meta")["resume_from"] == str(newer)
     assert "resume_from" not in driver.own_run_folder("HyperLLM_HGCF", base, "HyperLLM_HGCF-w/o Meta", resume=False)
     assert "resume_from" not in driver.own_run_folder("HyperLLM_HGCF", base, "HyperLLM_HGCF-HyperLLM")
+
+
+def test_replace_text_keeps_the_previous_file_when_writing_fails(tmp_path):
+    bench = load_driver()
+    out = tmp_path / "results.json"
+    bench.save_results(str(out), {"HGCF": 1})
+    bench.replace_text(str(out), '{"HGCF": 2}')
+    assert out.read_text() == '{"HGCF": 2}'
+    try:
+        bench.replace_text(str(out), "half written \ud800")  # utf-8 cannot encode it: fails mid-write
+    except UnicodeEncodeError:
+        pass
+    else:
+        raise AssertionError("a lone surrogate was written")
+    assert out.read_text() == '{"HGCF": 2}'
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]

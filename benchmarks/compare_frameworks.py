@@ -75,6 +75,10 @@ def parse_args(argv=None):
     parser.add_argument("--import-run", action="append", default=[], metavar="KEY=RUNS_JSON#NAME",
                         help="fill cell KEY (e.g. HyperLLM_HGCF@1234) from run NAME of a figures.py runs.json "
                              "(its kept record); the run's model, dataset, seed and settings must be the cell's")
+    parser.add_argument("--merge", action="append", default=[], metavar="JSON",
+                        help="copy the finished cells of another --out of this script (e.g. one cell per process, or "
+                             "cells run on another machine) into --out, each with its own run stamp; a finished cell "
+                             "--out already holds is kept")
     parser.add_argument("--markdown", action="store_true", help="only (re)write and print the table of --out")
     return parser.parse_args(argv)
 
@@ -161,6 +165,25 @@ def imported_entry(key, model, dataset_name, config, source):
     return entry
 
 
+def merge_cells(results, source, dataset_name):
+    """The finished cells of ``source`` (another output of this script) added to ``results``; returns their keys.
+    SystemExit when a cell of ``source`` is of another dataset or has no run stamp (it was not made here)."""
+    merged = []
+    for key, cell in json.loads(Path(source).read_text()).items():
+        if "error" in cell:
+            continue
+        if cell.get("dataset") != dataset_name or not cell.get("run"):
+            reason = f"its dataset is {cell.get('dataset')!r}, this command's {dataset_name!r}" if cell.get(
+                "dataset") != dataset_name else "it has no run stamp"
+            raise SystemExit(f"--merge {source}: cell {key} cannot be merged ({reason})")
+        if key in results and "error" not in results[key]:
+            print(f"== {key}: kept from --out (--merge {source} has it too)", flush=True)
+            continue
+        results[key] = dict(cell, merged_from=str(source))
+        merged.append(key)
+    return merged
+
+
 def mean_std(values):
     """'mean ± std' over seeds, or the value of a single seed."""
     if len(values) == 1:
@@ -179,6 +202,8 @@ def provenance(results):
     lines.append(f"Runs: {len(stamps)}, {dates[0]} to {dates[-1]}" if dates else "Runs: none")
     lines += [f"{key}: imported from run `{e['imported_from']}` (`--import-run`)"
               for key, e in sorted(results.items()) if e.get("imported_from")]
+    lines += [f"{key}: merged from `{e['merged_from']}` (`--merge`), run `{e['run']['command']}`"
+              for key, e in sorted(results.items()) if e.get("merged_from")]
     return "  \n".join(lines)
 
 
@@ -274,6 +299,11 @@ def main(argv=None):
         return 0
     out.parent.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the running child is stopped too
+    dataset_name = DATASET if args.dataset == "beauty" else "ml-100k"
+    for source in args.merge:
+        for key in merge_cells(results, source, dataset_name):
+            print(f"== {key}: merged from {source}", flush=True)
+        save_results(out, results)
     imports = dict(item.split("=", 1) for item in args.import_run)
     planned = plan(args)
     stray = sorted(set(imports) - {run[0] for run in planned})

@@ -80,7 +80,7 @@ stage_frameworks() {  # each finished cell is in the JSON at once: a stage cut b
 stage_parallel() {  # issues 12 and 14's Beauty runs at once, one process each, all cut at PARALLEL_SECONDS
   # HGCH's Figure 3 (Base, HyperLLM, w/o Meta; figures.py --only, one runs.json) and the frameworks' cells
   # that have no run yet (KAR, RLMRecCon, RLMRecGen over HGCH; KAR, RLMRecCon over HGCF), each cell its own
-  # JSON. A run cut by the limit leaves its validation history (unfinished.json, read from its progress
+  # JSON (here: `compare_frameworks.py --dataset beauty ... --merge <that JSON>`). A run cut by the limit leaves its validation history (unfinished.json, read from its progress
   # file). Everything comes back as one file, parallel.tar.gz (the lease returns at most 8 files).
   # Measured 2026-11-26 (H100, 8 processes, 470 s): each run did 1.0-1.3 s per epoch and none of the 8
   # reached its early stop (Beauty runs need 250-450 epochs); progress files (7-35 MB each) cannot come

@@ -90,3 +90,32 @@ def test_import_run_fills_a_cell_from_a_figures_run_of_the_same_settings_only(tm
         compare_frameworks.main(argv + ["--seeds", "2021", "--import-run", f"HyperLLM_HGCF@2021={tmp_path}/runs.json#Base"])
     with pytest.raises(SystemExit, match="not a cell of this command"):
         compare_frameworks.main(argv + ["--seeds", "2020", "--import-run", f"KAR_HGCF@2020={tmp_path}/runs.json#HyperLLM"])
+
+
+def test_merge_copies_finished_cells_of_another_output_and_keeps_what_out_holds(tmp_path, monkeypatch):
+    import json
+
+    import pytest
+
+    import compare_frameworks
+
+    stamp = {"command": "python benchmarks/compare_frameworks.py --frameworks KAR ...", "commit": "abc1234",
+             "date": "2026-11-26 17:05 UTC", "machine": "NVIDIA H100"}
+    other = tmp_path / "kar.json"
+    other.write_text(json.dumps({"KAR_HGCF@2020": dict(entry(0.33), dataset="ml-100k", run=stamp),
+                                 "HGCF@2020": dict(entry(0.25), dataset="ml-100k", run=stamp),
+                                 "HRCF@2020": {"error": "killed", "dataset": "ml-100k"}}))
+    out = tmp_path / "fw.json"
+    out.write_text(json.dumps({"HGCF@2020": dict(entry(0.36), dataset="ml-100k", run=stamp)}))
+    monkeypatch.setattr(compare_frameworks, "run_in_subprocess", lambda *a, **k: pytest.fail("nothing may train"))
+    argv = ["--dataset", "ml-100k", "--seeds", "2020", "--backbones", "HGCF", "--frameworks", "Base,KAR",
+            "--workdir", str(tmp_path / "work"), "--out", str(out)]
+    compare_frameworks.main(argv + ["--merge", str(other)])
+    cells = json.loads(out.read_text())
+    assert sorted(cells) == ["HGCF@2020", "KAR_HGCF@2020"]  # the error cell is not merged
+    assert cells["HGCF@2020"]["test"]["recall@20"] == 0.36  # out's own cell is kept
+    assert cells["KAR_HGCF@2020"]["run"] == stamp and cells["KAR_HGCF@2020"]["merged_from"] == str(other)
+    assert "KAR_HGCF@2020: merged from" in out.with_suffix(".md").read_text()
+    other.write_text(json.dumps({"KAR_HRCF@1234": dict(entry(0.2), dataset="Amazon_Beauty", run=stamp)}))
+    with pytest.raises(SystemExit, match="cell KAR_HRCF@1234 cannot be merged .its dataset is 'Amazon_Beauty'"):
+        compare_frameworks.main(argv + ["--merge", str(other)])

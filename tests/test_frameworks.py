@@ -97,6 +97,16 @@ def test_lookup_trainer_and_yaml_go_by_declarations():
     assert issubclass(get_trainer(None, "BPR"), Trainer) and not issubclass(get_trainer(None, "BPR"), HyperbolicTrainer)
 
 
+def test_hyperllm_over_hgch_sums_its_ranking_loss_as_the_authors_run_while_hgch_alone_averages(toy):
+    """properties/model/HyperLLM_HGCH.yaml: Eq. 14's and Eq. 16's weights are set against a summed Eq. 6."""
+    assert [Path(f).name for f in model_property_files("HyperLLM_HGCH")] == [
+        "overall.yaml", "HGCH.yaml", "HyperLLM.yaml", "HyperLLM_HGCH.yaml"]
+    for model, reduction in (("HGCH", "mean"), ("KAR_HGCH", "mean"), ("HyperLLM_HGCH", "sum")):
+        _, net, _, _ = build(toy, model)
+        backbone = getattr(net, "backbone", net)
+        assert backbone.loss_reduction == reduction, model
+
+
 @pytest.mark.parametrize("model", ["KAR_HGCF", "RLMRecCon_HGCF", "RLMRecGen_HGCF"])
 def test_two_epoch_run_of_each_competitor_reports_metrics(toy, model):
     _, config = toy

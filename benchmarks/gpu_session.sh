@@ -62,12 +62,15 @@ tag_summary_inputs() {  # the release as atomic files in $1, with the MiniLM tag
   python3 -c "import sys; sys.path.insert(0, 'benchmarks'); from reproduce_table3 import convert; convert('.gpu/hyperllm-official', '$1')"
   xz -dc .gpu/tag-summary-embeddings.tar.xz | tar -x -C "$1/Amazon_Beauty"
 }
-stage_convergence() {
-  local work=/tmp/beauty-tags
+stage_convergence() {  # CONVERGENCE_OUT: a figures folder of this repo whose recorded runs are kept (e.g.
+  # benchmarks/results/figures_beauty/tag_summaries_hgch with CONVERGENCE_ONLY="w/o Meta"): it comes back as
+  # convergence.tar.gz, to unpack over the same folder here
+  local work=/tmp/beauty-tags out=${CONVERGENCE_OUT:-$OUT/convergence}
   tag_summary_inputs "$work"
   timeout "${CONVERGENCE_SECONDS:-400}" python3 benchmarks/figures.py --dataset beauty --semantic tag-summaries \
     --figures convergence --backbone "${CONVERGENCE_BACKBONE:-HGCF}" --data .gpu/hyperllm-official \
-    --workdir "$work" --out "$OUT/convergence"
+    --workdir "$work" --out "$out" ${CONVERGENCE_ONLY:+--only "$CONVERGENCE_ONLY"}
+  [ "$out" = "$OUT/convergence" ] || tar -czf "$OUT/convergence.tar.gz" -C "$(dirname "$out")" "$(basename "$out")"
 }
 
 stage_frameworks() {  # each finished cell is in the JSON at once: a stage cut by its time limit keeps them

@@ -25,7 +25,13 @@ of the run) is rewritten after every run, so a stopped benchmark resumes where i
 with ``.md`` holds the table and that provenance. Each run keeps its checkpoints in
 ``<checkpoint_dir>/runs/<model>_<seed>``: a run stopped part-way continues from its ``-last.pth`` when
 the benchmark is run again, and ``--extend --set epochs=N`` continues the runs that ended at their budget.
+
+``--choose kd_weight=0.01,0.001`` picks a setting per cell on validation: every cell whose model reads the
+key (its YAML defaults list it) trains once per value, each as its own entry ``<model>[key=value]@<seed>``,
+and the cell is the one with the best validation score (``valid_metric``); the test set never chooses. The
+table says which value each cell took.
 """
+import itertools
 import argparse
 import json
 import os
@@ -38,8 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from reproduce_table3 import (DATASET, METRICS, convert, own_run_folder, parse_overrides, run_in_subprocess,  # noqa: E402
-                              run_stamp, save_results, summarise)
+from reproduce_table3 import (DATASET, METRICS, convert, own_run_folder, parse_overrides, parse_value,  # noqa: E402
+                              reads_key, run_in_subprocess, run_stamp, save_results, summarise)
 
 BACKBONES = ("HGCF", "HRCF", "HICF", "HGCH", "HyperCL")
 FRAMEWORKS = ("Base", "KAR", "RLMRecCon", "RLMRecGen", "HyperLLM")
@@ -79,6 +85,9 @@ def parse_args(argv=None):
                         help="copy the finished cells of another --out of this script (e.g. one cell per process, or "
                              "cells run on another machine) into --out, each with its own run stamp; a finished cell "
                              "--out already holds is kept")
+    parser.add_argument("--choose", action="append", default=[], metavar="KEY=V1,V2",
+                        help="train each cell whose model reads KEY once per value and keep the one with the best "
+                             "validation score (see the module docstring)")
     parser.add_argument("--markdown", action="store_true", help="only (re)write and print the table of --out")
     return parser.parse_args(argv)
 
@@ -184,6 +193,44 @@ def merge_cells(results, source, dataset_name):
     return merged
 
 
+def parse_choices(items):
+    """{key: [values]} of the --choose arguments; SystemExit naming a malformed one."""
+    choices = {}
+    for item in items:
+        key, _, values = item.partition("=")
+        parsed = [parse_value(v) for v in values.split(",") if v]
+        if not key or len(parsed) < 2:
+            raise SystemExit(f"--choose {item!r}: write KEY=V1,V2 with at least two values")
+        choices[key] = parsed
+    return choices
+
+
+def candidates(key, model, config, choices):
+    """[(entry key, config)] of the settings cell ``key`` chooses among; [] when its model reads none of the
+    chosen keys."""
+    read = {k: v for k, v in choices.items() if reads_key(model, k)}
+    if not read:
+        return []
+    name, _, seed = key.rpartition("@")
+    out = []
+    for values in itertools.product(*read.values()):
+        setting = dict(zip(read, values))
+        label = ",".join(f"{k}={v}" for k, v in setting.items())
+        out.append((f"{name}[{label}]@{seed}", dict(config, **setting)))
+    return out
+
+
+def chosen_entry(results, options):
+    """The entry of the candidate with the best validation score, with every candidate's score beside it; None
+    while a candidate is missing or failed."""
+    runs = [(k, results.get(k)) for k, _ in options]
+    if any(entry is None or "error" in entry or entry.get("best_valid_score") is None for _, entry in runs):
+        return None
+    best_key, best = max(runs, key=lambda kv: kv[1]["best_valid_score"])
+    return dict(best, chosen=best_key[best_key.index("[") + 1: best_key.index("]")],
+                chosen_among={k: e["best_valid_score"] for k, e in runs})
+
+
 def mean_std(values):
     """'mean ± std' over seeds, or the value of a single seed."""
     if len(values) == 1:
@@ -204,6 +251,9 @@ def provenance(results):
               for key, e in sorted(results.items()) if e.get("imported_from")]
     lines += [f"{key}: merged from `{e['merged_from']}` (`--merge`), run `{e['run']['command']}`"
               for key, e in sorted(results.items()) if e.get("merged_from")]
+    lines += [f"{key}: {e['chosen']} chosen on validation (`--choose`; scores " + ", ".join(
+              f"{k[k.index('[') + 1: k.index(']')]}: {v:.4f}" for k, v in e["chosen_among"].items()) + ")"
+              for key, e in sorted(results.items()) if e.get("chosen")]
     return "  \n".join(lines)
 
 
@@ -286,6 +336,26 @@ def write_markdown(out, results):
     return text
 
 
+def train_cell(args, args_line, out, results, key, model, dataset_name, files, config):
+    """Entry ``key`` of ``results`` trained (or kept, or extended, as the arguments say) and saved to ``out``."""
+    extend = args.extend and key in results and ended_at_budget(results[key])
+    if key in results and "error" not in results[key] and not args.rerun and not extend:
+        print(f"== {key}: kept from {out}", flush=True)
+        return
+    config = own_run_folder(model, config, key, resume=not args.rerun)
+    if extend and (config["epochs"] <= results[key]["epochs"] or "resume_from" not in config):
+        print(f"== {key}: not extended (" + ("no -last.pth in " + config["checkpoint_dir"] if "resume_from" not in
+              config else f"--set epochs={config['epochs']} is not above its {results[key]['epochs']}") + ")")
+        return
+    print(f"== {key}" + (f": extended to {config['epochs']} epochs" if extend else ""), flush=True)
+    results[key] = summarise(key, model, config, run_in_subprocess(model, config, files, dataset=dataset_name))
+    results[key].update(dataset=dataset_name, run=run_stamp("compare_frameworks.py", args_line))
+    save_results(out, results)
+    entry = results[key]
+    print(entry.get("error") or {m: entry["test"][m] for m in METRICS}, flush=True)
+    write_markdown(out, results)
+
+
 def main(argv=None):
     args = parse_args(argv)
     args_line = " ".join(sys.argv[1:] if argv is None else argv)
@@ -309,28 +379,22 @@ def main(argv=None):
     stray = sorted(set(imports) - {run[0] for run in planned})
     if stray:
         raise SystemExit(f"--import-run {stray[0]}: not a cell of this command's --backbones/--frameworks/--seeds")
+    choices = parse_choices(args.choose)
     for key, model, dataset_name, files, config in planned:
         if key in imports:
             results[key] = imported_entry(key, model, dataset_name, config, imports[key])
             save_results(out, results)
             print(f"== {key}: imported from {imports[key]}", flush=True)
             continue
-        extend = args.extend and key in results and ended_at_budget(results[key])
-        if key in results and "error" not in results[key] and not args.rerun and not extend:
-            print(f"== {key}: kept from {out}", flush=True)
-            continue
-        config = own_run_folder(model, config, key, resume=not args.rerun)
-        if extend and (config["epochs"] <= results[key]["epochs"] or "resume_from" not in config):
-            print(f"== {key}: not extended (" + ("no -last.pth in " + config["checkpoint_dir"] if "resume_from" not in
-                  config else f"--set epochs={config['epochs']} is not above its {results[key]['epochs']}") + ")")
-            continue
-        print(f"== {key}" + (f": extended to {config['epochs']} epochs" if extend else ""), flush=True)
-        results[key] = summarise(key, model, config, run_in_subprocess(model, config, files, dataset=dataset_name))
-        results[key].update(dataset=dataset_name, run=run_stamp("compare_frameworks.py", args_line))
-        save_results(out, results)
-        entry = results[key]
-        print(entry.get("error") or {m: entry["test"][m] for m in METRICS}, flush=True)
-        write_markdown(out, results)
+        options = candidates(key, model, config, choices)
+        for run_key, run_config in options or [(key, config)]:
+            train_cell(args, args_line, out, results, run_key, model, dataset_name, files, run_config)
+        chosen = chosen_entry(results, options) if options else None
+        if chosen is not None:
+            results[key] = chosen
+            save_results(out, results)
+            write_markdown(out, results)
+            print(f"== {key}: {chosen['chosen']} chosen on validation", flush=True)
     print(write_markdown(out, results))
     return 1 if any("error" in v for v in results.values()) else 0
 

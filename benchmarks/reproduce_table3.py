@@ -250,6 +250,7 @@ def summarise(name, model, config_dict, result):
         "test_mask": result.get("test_mask"),
         "test_other_mask": result.get("test_result_other_mask"),
         "valid": result["best_valid_result"],
+        "best_valid_score": result.get("best_valid_score"),
         "best_epoch": result["best_epoch"],
         "epochs": result["epochs"],
         "sec_per_epoch": result["sec_per_epoch"],

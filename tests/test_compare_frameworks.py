@@ -119,3 +119,40 @@ def test_merge_copies_finished_cells_of_another_output_and_keeps_what_out_holds(
     other.write_text(json.dumps({"KAR_HRCF@1234": dict(entry(0.2), dataset="Amazon_Beauty", run=stamp)}))
     with pytest.raises(SystemExit, match="cell KAR_HRCF@1234 cannot be merged .its dataset is 'Amazon_Beauty'"):
         compare_frameworks.main(argv + ["--merge", str(other)])
+
+
+def test_choose_trains_each_value_and_keeps_the_one_best_on_validation_never_on_test(tmp_path, monkeypatch):
+    import json
+
+    import pytest
+
+    import compare_frameworks
+
+    # kd_weight 0.001 is best on validation, 0.01 on test: the validation score decides
+    scores = {0.01: (0.20, 0.40), 0.001: (0.30, 0.35)}
+    calls = []
+
+    def fake_run(model, config, files, dataset):
+        calls.append((model, config.get("kd_weight")))
+        valid, test = scores.get(config.get("kd_weight"), (0.25, 0.30))
+        return {"test_result": entry(test)["test"], "best_valid_result": entry(valid)["test"], "best_valid_score": valid,
+                "best_epoch": 3, "epochs": 9, "sec_per_epoch": 1.0, "peak_rss_mb": 10.0, "seconds": 9.0}
+
+    monkeypatch.setattr(compare_frameworks, "run_in_subprocess", fake_run)
+    out = tmp_path / "fw.json"
+    argv = ["--dataset", "ml-100k", "--seeds", "2020", "--backbones", "HGCF", "--frameworks", "Base,RLMRecCon",
+            "--workdir", str(tmp_path / "work"), "--out", str(out), "--choose", "kd_weight=0.01,0.001"]
+    compare_frameworks.main(argv)
+    assert sorted(calls, key=str) == sorted([("HGCF", None), ("RLMRecCon_HGCF", 0.01), ("RLMRecCon_HGCF", 0.001)],
+                                            key=str)  # HGCF does not read kd_weight: trained once, as it is
+    cells = json.loads(out.read_text())
+    cell = cells["RLMRecCon_HGCF@2020"]
+    assert cell["chosen"] == "kd_weight=0.001" and cell["test"]["recall@20"] == 0.35
+    assert cell["chosen_among"] == {"RLMRecCon_HGCF[kd_weight=0.01]@2020": 0.2, "RLMRecCon_HGCF[kd_weight=0.001]@2020": 0.3}
+    table = out.with_suffix(".md").read_text()
+    assert "kd_weight=0.001 chosen on validation" in table and "[kd_weight" not in table.split("| backbone")[1]
+    calls.clear()
+    compare_frameworks.main(argv)  # everything is kept: nothing trains again
+    assert calls == []
+    with pytest.raises(SystemExit, match="at least two values"):
+        compare_frameworks.main(argv[:-1] + ["kd_weight=0.01"])

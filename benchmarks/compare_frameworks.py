@@ -358,6 +358,7 @@ def train_cell(args, args_line, out, results, key, model, dataset_name, files, c
 
 def main(argv=None):
     args = parse_args(argv)
+    choices = parse_choices(args.choose)  # a malformed one ends the run before anything is read or trained
     args_line = " ".join(sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {}
@@ -379,7 +380,6 @@ def main(argv=None):
     stray = sorted(set(imports) - {run[0] for run in planned})
     if stray:
         raise SystemExit(f"--import-run {stray[0]}: not a cell of this command's --backbones/--frameworks/--seeds")
-    choices = parse_choices(args.choose)
     for key, model, dataset_name, files, config in planned:
         if key in imports:
             results[key] = imported_entry(key, model, dataset_name, config, imports[key])

@@ -116,6 +116,17 @@ def history_record(run, out):
     return str(kept) if kept and kept.is_file() else None
 
 
+def ran_out_of_epochs(entry, extra):
+    """Whether a recorded run ended at its epoch budget, not by early stopping (its best epoch is within
+    ``stopping_step`` of its last), and ``extra``'s ``epochs`` would let it go on."""
+    import yaml
+
+    defaults = yaml.safe_load((ROOT / "properties" / "overall.yaml").read_text())
+    stopping, budget = extra.get("stopping_step", defaults["stopping_step"]), extra.get("epochs", 0)
+    best, epochs = entry.get("best_epoch"), entry.get("epochs") or 0
+    return best is not None and epochs - 1 - best < stopping and budget > epochs
+
+
 def read_runs(runs_file):
     """The runs recorded under ``--out`` ({} before the first)."""
     return json.loads(Path(runs_file).read_text()) if Path(runs_file).exists() else {}
@@ -249,6 +260,9 @@ def main(argv=None):
     parser.add_argument("--only", default="", help="train only these runs (comma-separated names, e.g. "
                         "'w/o Meta,Base'), so that several processes can share the runs of one --out; the figures "
                         "are drawn once every run they need is recorded")
+    parser.add_argument("--extend", action="store_true",
+                        help="train again, from its own -last.pth, every recorded run that ran out of epochs "
+                             "(its best epoch within stopping_step of its last), up to the --set epochs given now")
     parser.add_argument("--backbone", default="HGCF", help="the backbone of Figures 2-4 (Figure 5: HRCF)")
     parser.add_argument("--semantic", default="released", choices=["released", "tag-summaries"],
                         help="beauty: the semantic side (see the module docstring)")
@@ -285,16 +299,20 @@ def main(argv=None):
                          f"choose from {names}")
     for name in only:
         runs = read_runs(runs_file)  # another figures.py (--only other runs) may have added its runs
-        if name in runs and (runs[name].get("record") and os.path.isfile(runs[name]["record"])
-                             or history_only and history_record(runs[name], args.out)):
+        extend = args.extend and name in runs and ran_out_of_epochs(runs[name], extra)
+        if name in runs and not extend and (runs[name].get("record") and os.path.isfile(runs[name]["record"])
+                                            or history_only and history_record(runs[name], args.out)):
             own = runs[name].get("record")
             if not runs[name].get("kept_record") and own and os.path.isfile(own):  # a run made before kept copies
                 update_runs(runs_file, name, dict(runs[name], kept_record=keep_record(own, args.out, name)))
             continue
-        print(f"training {name} ...", flush=True)
+        print(f"training {name} ..." + (f" (extended to {extra['epochs']} epochs)" if extend else ""), flush=True)
         entry = {**train(name, dataset, workdir, extra, files, own_phase1, args.backbone), **stamp(argv)}
         if entry.get("record") and os.path.isfile(entry["record"]):
             entry["kept_record"] = keep_record(entry["record"], args.out, name)
+        elif extend:  # a failed extension never replaces the run it was to extend
+            print(f"{name}: not extended ({entry.get('diverged') or entry.get('error')}); its record is kept")
+            continue
         update_runs(runs_file, name, entry)
         print(f"{name}: {entry.get('test_result') or entry.get('diverged') or entry.get('error')}", flush=True)
     runs = read_runs(runs_file)

@@ -219,3 +219,30 @@ def test_figures_processes_training_different_runs_keep_each_others_entries(tmp_
     assert figures.main(argv + ["--only", "w/o Meta"]) == 0 and trained == ["w/o Meta"]
     with pytest.raises(SystemExit, match="--only 'w/o CL' is not a run of --figures convergence"):
         figures.main(argv + ["--only", "w/o CL"])
+
+
+def test_figures_extend_trains_again_only_runs_that_ran_out_of_epochs(tmp_path, monkeypatch):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import figures
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "records").mkdir()
+    for name in ("Base", "HyperLLM", "w_o_Meta"):
+        (out / "records" / f"{name}.json").write_text("{}")
+    stamp = {"date": "2026-11-26 18:00 UTC", "commit": "abc1234"}
+    figures.update_runs(out / "runs.json", "Base", {"kept_record": "records/Base.json", "best_epoch": 499, "epochs": 500,
+                                                    **stamp})
+    figures.update_runs(out / "runs.json", "HyperLLM", {"kept_record": "records/HyperLLM.json", "best_epoch": 223,
+                                                        "epochs": 275, **stamp})  # stopped early (patience 50)
+    figures.update_runs(out / "runs.json", "w/o Meta", {"kept_record": "records/w_o_Meta.json", "best_epoch": 141,
+                                                        "epochs": 193, **stamp})
+    trained = []
+    monkeypatch.setattr(figures, "train", lambda name, *args: trained.append((name, args[2].get("epochs")))
+                        or {"error": "not trained"})
+    argv = ["--dataset", "ml-100k", "--figures", "convergence", "--out", str(out), "--workdir", str(tmp_path / "w")]
+    assert figures.main(argv + ["--extend"]) == 0 and trained == []  # no larger budget given: nothing to extend
+    assert figures.main(argv + ["--extend", "--set", "epochs=500"]) == 0 and trained == []
+    assert figures.main(argv + ["--set", "epochs=900"]) == 0 and trained == []  # without --extend: kept
+    assert figures.main(argv + ["--extend", "--set", "epochs=900"]) == 0 and trained == [("Base", 900)]
+    assert figures.read_runs(out / "runs.json")["Base"]["best_epoch"] == 499  # the failed extension kept it

@@ -31,8 +31,8 @@ key (its YAML defaults list it) trains once per value, each as its own entry ``<
 and the cell is the one with the best validation score (``valid_metric``); the test set never chooses. The
 table says which value each cell took.
 """
-import itertools
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -181,9 +181,13 @@ def merge_cells(results, source, dataset_name):
     for key, cell in json.loads(Path(source).read_text()).items():
         if "error" in cell:
             continue
-        if cell.get("dataset") != dataset_name or not cell.get("run"):
-            reason = f"its dataset is {cell.get('dataset')!r}, this command's {dataset_name!r}" if cell.get(
-                "dataset") != dataset_name else "it has no run stamp"
+        if cell.get("dataset") != dataset_name:
+            reason = f"its dataset is {cell.get('dataset')!r}, this command's {dataset_name!r}"
+        elif not cell.get("run"):
+            reason = "it has no run stamp"
+        else:
+            reason = None
+        if reason:
             raise SystemExit(f"--merge {source}: cell {key} cannot be merged ({reason})")
         if key in results and "error" not in results[key]:
             print(f"== {key}: kept from --out (--merge {source} has it too)", flush=True)
@@ -220,6 +224,11 @@ def candidates(key, model, config, choices):
     return out
 
 
+def setting_of(entry_key):
+    """'key=value' of a --choose entry key '<model>[key=value]@<seed>'."""
+    return entry_key[entry_key.index("[") + 1: entry_key.index("]")]
+
+
 def chosen_entry(results, options):
     """The entry of the candidate with the best validation score, with every candidate's score beside it; None
     while a candidate is missing or failed."""
@@ -227,7 +236,7 @@ def chosen_entry(results, options):
     if any(entry is None or "error" in entry or entry.get("best_valid_score") is None for _, entry in runs):
         return None
     best_key, best = max(runs, key=lambda kv: kv[1]["best_valid_score"])
-    return dict(best, chosen=best_key[best_key.index("[") + 1: best_key.index("]")],
+    return dict(best, chosen=setting_of(best_key),
                 chosen_among={k: e["best_valid_score"] for k, e in runs})
 
 
@@ -252,7 +261,7 @@ def provenance(results):
     lines += [f"{key}: merged from `{e['merged_from']}` (`--merge`), run `{e['run']['command']}`"
               for key, e in sorted(results.items()) if e.get("merged_from")]
     lines += [f"{key}: {e['chosen']} chosen on validation (`--choose`; scores " + ", ".join(
-              f"{k[k.index('[') + 1: k.index(']')]}: {v:.4f}" for k, v in e["chosen_among"].items()) + ")"
+              f"{setting_of(k)}: {v:.4f}" for k, v in e["chosen_among"].items()) + ")"
               for key, e in sorted(results.items()) if e.get("chosen")]
     return "  \n".join(lines)
 

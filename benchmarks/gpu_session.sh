@@ -64,7 +64,8 @@ tag_summary_inputs() {  # the release as atomic files in $1, with the MiniLM tag
 }
 stage_convergence() {  # CONVERGENCE_OUT: a figures folder of this repo whose recorded runs are kept (e.g.
   # benchmarks/results/figures_beauty/tag_summaries_hgch with CONVERGENCE_ONLY="w/o Meta"): it comes back as
-  # convergence.tar.gz, to unpack over the same folder here
+  # convergence.tar.gz; unpack it elsewhere and add its new runs here with figures.update_runs (unpacking over
+  # the folder would drop runs recorded here meanwhile)
   local work=/tmp/beauty-tags out=${CONVERGENCE_OUT:-$OUT/convergence}
   tag_summary_inputs "$work"
   timeout "${CONVERGENCE_SECONDS:-400}" python3 benchmarks/figures.py --dataset beauty --semantic tag-summaries \
@@ -83,8 +84,9 @@ stage_frameworks() {  # each finished cell is in the JSON at once: a stage cut b
 stage_parallel() {  # issues 12 and 14's Beauty runs at once, one process each, all cut at PARALLEL_SECONDS
   # HGCH's Figure 3 (Base, HyperLLM, w/o Meta; figures.py --only, one runs.json) and the frameworks' cells
   # that have no run yet (KAR, RLMRecCon, RLMRecGen over HGCH; KAR, RLMRecCon over HGCF), each cell its own
-  # JSON (here: `compare_frameworks.py --dataset beauty ... --merge <that JSON>`). A run cut by the limit leaves its validation history (unfinished.json, read from its progress
-  # file). Everything comes back as one file, parallel.tar.gz (the lease returns at most 8 files).
+  # JSON (here: `compare_frameworks.py --dataset beauty ... --merge <that JSON>`). A run cut by the limit
+  # leaves its validation history (unfinished.json, read from its progress file). Everything comes back as
+  # one file, parallel.tar.gz (the lease returns at most 8 files).
   # Measured 2026-11-26 (H100, 8 processes, 470 s): each run did 1.0-1.3 s per epoch and none of the 8
   # reached its early stop (Beauty runs need 250-450 epochs); progress files (7-35 MB each) cannot come
   # back, so a cut run is lost but for its history: give it only runs that end inside one call.

@@ -196,9 +196,12 @@ def file_safe(text):
 
 
 def replace_text(path, text):
-    """``path`` rewritten atomically with ``text``: written under a name of this process, then renamed, so a
-    crash keeps the previous file and two writers never share a partial file."""
-    partial = f"{path}.{os.getpid()}.partial"
+    """``path`` rewritten atomically with ``text``: written under a name of this process
+    (``dataset_tools.common.replace_when_done``), then renamed, so a crash keeps the previous file and two
+    writers never share a partial file."""
+    from dataset_tools.common import replace_when_done
+
+    partial = replace_when_done(path)
     try:
         Path(partial).write_text(text, encoding="utf-8")
     except BaseException:

@@ -19,6 +19,7 @@
 #     frameworks  compare_frameworks.py --dataset beauty (issue 12's Beauty cells; FRAMEWORKS_BACKBONES,
 #                 FRAMEWORKS_LIST, FRAMEWORKS_SECONDS choose; default HGCF x HyperLLM,KAR,RLMRecCon) (~500 s)
 #     parallel    issues 12 and 14's Beauty runs, 8 processes at once on the one GPU (PARALLEL_SECONDS)
+#     ml100k      compare_frameworks.py --dataset ml-100k, ML100K_LANES processes at once (issue 12's table)
 #     profile     profile_step.py HyperLLM_HGCF: Eq. 16 in one chunk (the GPU default) and in 128-row
 #                 chunks (the CPU's), and HGCF: where a GPU step's time goes                     (~120 s)
 set -u
@@ -44,6 +45,10 @@ prepare() {
   [ -f "$work/Amazon_Beauty/Amazon_Beauty.useremb" ] ||
     python benchmarks/beauty_tag_summaries.py --data "$release" --workdir "$work" --inputs-only
   tar -C "$work/Amazon_Beauty" -cf - Amazon_Beauty.useremb Amazon_Beauty.itememb | xz -1 -T0 > .gpu/tag-summary-embeddings.tar.xz
+  local splits=${ML100K_WORKDIR:-/tmp/fw-ml100k}  # compare_frameworks.py's ml-100k inputs, made here (MiniLM)
+  if ls -d "$splits"/split*/ml-100k >/dev/null 2>&1; then
+    (cd "$splits" && tar --exclude=vectors.sqlite -cf - split*/ml-100k) | xz -1 -T0 > .gpu/ml100k-splits.tar.xz
+  fi
   du -sh .whl .gpu
 }
 
@@ -81,6 +86,12 @@ stage_frameworks() {  # each finished cell is in the JSON at once: a stage cut b
     --backbones "${FRAMEWORKS_BACKBONES:-HGCF}" --frameworks "${FRAMEWORKS_LIST:-HyperLLM,KAR,RLMRecCon}" \
     --data .gpu/hyperllm-official --workdir "$work" --out "$OUT/frameworks_beauty_gpu.json"
 }
+beauty_cell() {  # FRAMEWORK:BACKBONE SECONDS WORKDIR RESULTS: one Beauty cell of compare_frameworks.py, its own JSON
+  local cell=$1
+  timeout "$2" python3 benchmarks/compare_frameworks.py --dataset beauty --seeds 1234 \
+    --backbones "${cell#*:}" --frameworks "${cell%:*}" --data .gpu/hyperllm-official --workdir "$3" \
+    --out "$4/frameworks_${cell%:*}_${cell#*:}.json" > "$4/frameworks_${cell%:*}_${cell#*:}.log" 2>&1
+}
 stage_parallel() {  # issues 12 and 14's Beauty runs at once, one process each, all cut at PARALLEL_SECONDS
   # HGCH's Figure 3 (Base, HyperLLM, w/o Meta; figures.py --only, one runs.json) and the frameworks' cells
   # that have no run yet (KAR, RLMRecCon, RLMRecGen over HGCH; KAR, RLMRecCon over HGCF), each cell its own
@@ -100,9 +111,7 @@ stage_parallel() {  # issues 12 and 14's Beauty runs at once, one process each, 
       > "$res/figures_HGCH_${run//[^A-Za-z]/_}.log" 2>&1 &
   done
   for cell in ${PARALLEL_CELLS:-KAR:HGCH RLMRecCon:HGCH RLMRecGen:HGCH KAR:HGCF RLMRecCon:HGCF}; do
-    timeout "$secs" python3 benchmarks/compare_frameworks.py --dataset beauty --seeds 1234 \
-      --backbones "${cell#*:}" --frameworks "${cell%:*}" --data .gpu/hyperllm-official --workdir "$work" \
-      --out "$res/frameworks_${cell%:*}_${cell#*:}.json" > "$res/frameworks_${cell%:*}_${cell#*:}.log" 2>&1 &
+    beauty_cell "$cell" "$secs" "$work" "$res" &
   done
   wait
   python3 - "$work/saved/runs" "$res/unfinished.json" "$secs" <<'PY'
@@ -124,6 +133,32 @@ Path(sys.argv[2]).write_text(json.dumps(unfinished, indent=1))
 print("unfinished runs:", {k: v["next_epoch"] for k, v in unfinished.items() if k != "_run"})
 PY
   tar -czf "$OUT/parallel.tar.gz" -C "$OUT" parallel && rm -rf "$res"
+}
+
+stage_ml100k() {  # issue 12's ml-100k cells in ML100K_LANES parallel processes (one compare_frameworks.py
+  # each, its own JSON; a cell is in it once finished, so a lane cut at ML100K_SECONDS keeps its finished cells).
+  # A lane is SEEDS:BACKBONES:FRAMEWORKS; --choose (ML100K_CHOOSE) applies to every lane. The inputs are the
+  # splits made here (prepare: .gpu/ml100k-splits.tar.xz), so the GPU needs no encoder. Back as ml100k.tar.gz;
+  # here: compare_frameworks.py --dataset ml-100k --merge <lane JSON> --out benchmarks/results/frameworks_ml100k.json
+  local work=${ML100K_WORK:-/tmp/fw-ml100k} secs=${ML100K_SECONDS:-480} res=$OUT/ml100k lane seeds backbones frameworks
+  mkdir -p "$work" "$res"
+  xz -dc .gpu/ml100k-splits.tar.xz | tar -x -C "$work"
+  export OMP_NUM_THREADS=${ML100K_THREADS:-1}
+  local choose=() item
+  for item in ${ML100K_CHOOSE:-kd_weight=0.01,0.001 recon_weight=0.1,0.01}; do choose+=(--choose "$item"); done
+  for lane in ${ML100K_LANES:?name the lanes, e.g. 2022:HGCF:Base,HyperLLM}; do
+    IFS=: read -r seeds backbones frameworks <<< "$lane"
+    timeout "$secs" python3 benchmarks/compare_frameworks.py --dataset ml-100k --seeds "$seeds" \
+      --backbones "$backbones" --frameworks "$frameworks" "${choose[@]}" --set learning_rate=0.005 \
+      --set epochs=150 --set stopping_step=15 --set meta_epochs=150 --set meta_stopping_step=15 \
+      ${ML100K_EXTRA:-} --workdir "$work" --out "$res/lane_${lane//[^A-Za-z0-9]/_}.json" > "$res/lane_${lane//[^A-Za-z0-9]/_}.log" 2>&1 &
+  done
+  if [ -n "${ML100K_BEAUTY_CELLS:-}" ]; then  # Beauty cells beside them (FRAMEWORK:BACKBONE ...), same limit
+    tag_summary_inputs /tmp/beauty-tags
+    for item in $ML100K_BEAUTY_CELLS; do beauty_cell "$item" "$secs" /tmp/beauty-tags "$res" & done
+  fi
+  wait
+  tar -czf "$OUT/ml100k.tar.gz" -C "$OUT" ml100k && rm -rf "$res"
 }
 
 stage_profile() {

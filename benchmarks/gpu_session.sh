@@ -137,7 +137,7 @@ PY
 
 stage_ml100k() {  # issue 12's ml-100k cells in ML100K_LANES parallel processes (one compare_frameworks.py
   # each, its own JSON; a cell is in it once finished, so a lane cut at ML100K_SECONDS keeps its finished cells).
-  # A lane is SEEDS:BACKBONES:FRAMEWORKS; --choose (ML100K_CHOOSE) applies to every lane. The inputs are the
+  # A lane is SEEDS:BACKBONES:FRAMEWORKS[:CHOOSE]; --choose (ML100K_CHOOSE) applies to every lane without one. The inputs are the
   # splits made here (prepare: .gpu/ml100k-splits.tar.xz), so the GPU needs no encoder. Back as ml100k.tar.gz;
   # here: compare_frameworks.py --dataset ml-100k --merge <lane JSON> --out benchmarks/results/frameworks_ml100k.json
   local work=${ML100K_WORK:-/tmp/fw-ml100k} secs=${ML100K_SECONDS:-480} res=$OUT/ml100k lane seeds backbones frameworks
@@ -147,9 +147,13 @@ stage_ml100k() {  # issue 12's ml-100k cells in ML100K_LANES parallel processes 
   local choose=() item
   for item in ${ML100K_CHOOSE:-kd_weight=0.01,0.001 recon_weight=0.1,0.01}; do choose+=(--choose "$item"); done
   for lane in ${ML100K_LANES:?name the lanes, e.g. 2022:HGCF:Base,HyperLLM}; do
-    IFS=: read -r seeds backbones frameworks <<< "$lane"
+    IFS=: read -r seeds backbones frameworks own <<< "$lane"
+    local lane_choose=("${choose[@]}")  # a lane's own 4th field (KEY=V1,V2;KEY2=...) replaces ML100K_CHOOSE:
+    if [ -n "$own" ]; then  # its first value trains first, so two lanes can split one cell's candidates
+      lane_choose=(); for item in ${own//;/ }; do lane_choose+=(--choose "$item"); done
+    fi
     timeout "$secs" python3 benchmarks/compare_frameworks.py --dataset ml-100k --seeds "$seeds" \
-      --backbones "$backbones" --frameworks "$frameworks" "${choose[@]}" --set learning_rate=0.005 \
+      --backbones "$backbones" --frameworks "$frameworks" "${lane_choose[@]}" --set learning_rate=0.005 \
       --set epochs=150 --set stopping_step=15 --set meta_epochs=150 --set meta_stopping_step=15 \
       ${ML100K_EXTRA:-} --workdir "$work" --out "$res/lane_${lane//[^A-Za-z0-9]/_}.json" > "$res/lane_${lane//[^A-Za-z0-9]/_}.log" 2>&1 &
   done

@@ -88,6 +88,9 @@ def parse_args(argv=None):
     parser.add_argument("--choose", action="append", default=[], metavar="KEY=V1,V2",
                         help="train each cell whose model reads KEY once per value and keep the one with the best "
                              "validation score (see the module docstring)")
+    parser.add_argument("--no-train", action="store_true",
+                        help="train nothing: assemble --out from what it holds and --merge/--import-run bring "
+                             "(--choose cells whose candidates are all there are chosen), then write the table")
     parser.add_argument("--markdown", action="store_true", help="only (re)write and print the table of --out")
     return parser.parse_args(argv)
 
@@ -266,9 +269,27 @@ def provenance(results):
     return "  \n".join(lines)
 
 
+GPU_MARK = "†"  # a time or memory figure from runs on a GPU machine only
+
+
+def on_gpu(entry):
+    """Whether the run's stamp names a GPU machine."""
+    machine = (entry.get("run") or {}).get("machine", "")
+    return "NVIDIA" in machine or "GPU" in machine.replace("no GPU", "")
+
+
+def timing_runs(runs):
+    """(runs, mark): the runs whose seconds and memory a row reports. Time and memory are comparable only on
+    one kind of machine, so a row's figures come from its CPU runs; from its GPU runs, marked, when it has no
+    CPU run."""
+    cpu = [e for e in runs if not on_gpu(e)]
+    return (cpu, "") if cpu else (runs, GPU_MARK)
+
+
 def markdown_table(results, paper=None):
     """One row per (backbone, framework): mean +- std over the seeds that ran, change of R@20 / N@20 against
-    the same backbone's Base, best epochs, median s/epoch, median s to the best epoch, peak RSS."""
+    the same backbone's Base, best epochs, median s/epoch, median s to the best epoch, peak RSS (the last three
+    over the row's CPU runs: ``timing_runs``)."""
     groups = {}
     for key, entry in results.items():
         groups.setdefault(key.rpartition("@")[0], []).append(entry)
@@ -276,6 +297,9 @@ def markdown_table(results, paper=None):
               + ("paper vs Base R@20 / N@20 | " if paper else "")
               + "seeds | best epoch / epochs | s/epoch | s to best | peak RSS MB |")
     lines = [header, "|" + " --- |" * (header.count("|") - 1)]
+    if any(on_gpu(e) for e in results.values()):
+        lines.insert(0, f"s/epoch, s to best and peak RSS: median (max) over a row's runs on a CPU machine; "
+                        f"{GPU_MARK}: from its GPU runs, which a row has only. Accuracy columns: every seed.\n")
     for backbone in BACKBONES:
         base_runs = [e for e in groups.get(backbone, []) if "error" not in e]
         for framework in FRAMEWORKS:
@@ -301,10 +325,11 @@ def markdown_table(results, paper=None):
                            f"{100 * (ref[0] / ref_base[0] - 1):+.1f}% / {100 * (ref[1] / ref_base[1] - 1):+.1f}%")
             row.append(f"{len(ok)}" + (f" ({len(failed)} failed)" if failed else ""))
             row.append(", ".join(f"{e['best_epoch']} / {e['epochs']}" for e in ok))
-            row.append(f"{statistics.median(e['sec_per_epoch'] for e in ok):.2f}")
-            to_best = [e["sec_to_best"] for e in ok if e.get("sec_to_best") is not None]
-            row.append(f"{statistics.median(to_best):.0f}" if to_best else "-")
-            row.append(f"{max(e['peak_rss_mb'] for e in ok):.0f}")
+            timed, mark = timing_runs(ok)
+            row.append(f"{statistics.median(e['sec_per_epoch'] for e in timed):.2f}{mark}")
+            to_best = [e["sec_to_best"] for e in timed if e.get("sec_to_best") is not None]
+            row.append(f"{statistics.median(to_best):.0f}{mark}" if to_best else "-")
+            row.append(f"{max(e['peak_rss_mb'] for e in timed):.0f}{mark}")
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -350,6 +375,9 @@ def train_cell(args, args_line, out, results, key, model, dataset_name, files, c
     extend = args.extend and key in results and ended_at_budget(results[key])
     if key in results and "error" not in results[key] and not args.rerun and not extend:
         print(f"== {key}: kept from {out}", flush=True)
+        return
+    if args.no_train:
+        print(f"== {key}: not trained (--no-train)", flush=True)
         return
     config = own_run_folder(model, config, key, resume=not args.rerun)
     if extend and (config["epochs"] <= results[key]["epochs"] or "resume_from" not in config):

@@ -156,3 +156,49 @@ def test_choose_trains_each_value_and_keeps_the_one_best_on_validation_never_on_
     assert calls == []
     with pytest.raises(SystemExit, match="at least two values"):
         compare_frameworks.main(argv[:-1] + ["kd_weight=0.01"])
+
+
+def test_no_train_assembles_chosen_cells_from_merged_candidates_and_trains_nothing(tmp_path, monkeypatch):
+    import json
+
+    import pytest
+
+    import compare_frameworks
+
+    stamp = {"command": "gpu lane", "commit": "abc1234", "date": "2026-11-26 19:50 UTC", "machine": "NVIDIA H100"}
+
+    def candidate(valid, test):
+        return dict(entry(test), best_valid_score=valid, dataset="ml-100k", run=stamp)
+
+    lanes = tmp_path / "lanes.json"  # both candidates of RLMRecCon_HGCF@2020, one of RLMRecCon_HRCF@2020
+    lanes.write_text(json.dumps({"RLMRecCon_HGCF[kd_weight=0.01]@2020": candidate(0.2, 0.4),
+                                 "RLMRecCon_HGCF[kd_weight=0.001]@2020": candidate(0.3, 0.35),
+                                 "RLMRecCon_HRCF[kd_weight=0.01]@2020": candidate(0.2, 0.3)}))
+    out = tmp_path / "fw.json"
+    old = dict(entry(0.25), dataset="ml-100k", run=stamp)  # the cell as it was before --choose
+    out.write_text(json.dumps({"RLMRecCon_HGCF@2020": old, "RLMRecCon_HRCF@2020": old}))
+    monkeypatch.setattr(compare_frameworks, "run_in_subprocess", lambda *a, **k: pytest.fail("nothing may train"))
+    compare_frameworks.main(["--dataset", "ml-100k", "--seeds", "2020", "--backbones", "HGCF,HRCF", "--frameworks",
+                             "RLMRecCon", "--workdir", str(tmp_path / "work"), "--out", str(out), "--merge",
+                             str(lanes), "--choose", "kd_weight=0.01,0.001", "--no-train"])
+    cells = json.loads(out.read_text())
+    assert cells["RLMRecCon_HGCF@2020"]["chosen"] == "kd_weight=0.001"  # all candidates there: chosen
+    assert cells["RLMRecCon_HGCF@2020"]["test"]["recall@20"] == 0.35
+    assert cells["RLMRecCon_HRCF@2020"] == old  # a candidate missing: the cell stays as it was
+    assert "RLMRecCon_HRCF[kd_weight=0.001]@2020" not in cells
+
+
+def test_time_columns_come_from_cpu_runs_and_are_marked_when_a_row_has_only_gpu_runs():
+    import compare_frameworks
+
+    def run(seconds, machine):
+        return dict(entry(0.3), sec_per_epoch=seconds, sec_to_best=10 * seconds, peak_rss_mb=100.0,
+                    run={"machine": machine})
+
+    cpu, gpu = "x86_64, 2 CPUs, Linux, torch 2.13.0+cpu", "x86_64, 16 CPUs, NVIDIA H100 80GB HBM3, Linux"
+    table = compare_frameworks.markdown_table({"HGCF@2020": run(9.0, cpu), "HGCF@2021": run(1.0, gpu),
+                                               "KAR_HGCF@2021": run(2.0, gpu)})
+    rows = {line.split(" | ")[1]: line for line in table.splitlines() if line.startswith("| HGCF")}
+    assert "| 9.00 | 90 | 100 |" in rows["Base"]  # the GPU seed's 1.0 s is not in the CPU median
+    assert f"| 2.00{compare_frameworks.GPU_MARK} | 20{compare_frameworks.GPU_MARK} |" in rows["KAR"]
+    assert not compare_frameworks.on_gpu({"run": {"machine": "x86_64, 16 CPUs, no GPU, torch 2.11"}})

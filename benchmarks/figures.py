@@ -108,6 +108,22 @@ def keep_record(record, out, name):
     return str(relative)
 
 
+def unfinished_record(name, workdir, out, own_phase1=False, backbone="HGCF"):
+    """(label, path) of a portable copy of run ``name``'s newest progress file (``-last.pth`` in its own run
+    folder under ``workdir``), kept under ``out``/records as ``<name>-unfinished.json``; the label says how
+    far it got. None when the run has no progress file there."""
+    from reproduce_table3 import file_safe
+
+    model, _ = run_settings(name, own_phase1, backbone)
+    folder = Path(workdir) / "saved" / "runs" / file_safe(f"{model}-{name}")
+    progress = sorted(folder.glob("*-last.pth"), key=os.path.getmtime) if folder.is_dir() else []
+    if not progress:
+        return None
+    path = Path(out) / keep_record(str(progress[-1]), out, f"{name}-unfinished")
+    epochs = len(json.loads(path.read_text()).get("valid_results") or [])
+    return f"{name} (unfinished, {epochs} epochs)", str(path)
+
+
 def history_record(run, out):
     """The record Figures 2 and 3 read for a run: its own while it exists, else the copy kept under ``out``."""
     if run.get("record") and os.path.isfile(run["record"]):
@@ -223,7 +239,9 @@ def paper_check(folder):
                        + f"; first epoch at 95% of the run's best validation R@20: HyperLLM {ours}, "
                        + ", ".join(f"{k} {e}" for k, e in others.items())
                        + "; validation R@20 after one epoch: "
-                       + ", ".join(f"{k} {r['recall@20'][0]:.4f}" for k, r in runs.items()))
+                       + ", ".join(f"{k} {r['recall@20'][0]:.4f}" for k, r in runs.items())
+                       + "; best validation R@20 (the paper's figure does not compare it): "
+                       + ", ".join(f"{k} {max(r['recall@20']):.4f}" for k, r in runs.items()))
     if (folder / "groups.json").is_file():
         model = json.loads((folder / "groups.json").read_text())["models"][-1]
         gains = [g["improvement_%"]["recall@20"] for g in model["groups"]]
@@ -263,6 +281,10 @@ def main(argv=None):
     parser.add_argument("--extend", action="store_true",
                         help="train again, from its own -last.pth, every recorded run that ran out of epochs "
                              "(its best epoch within stopping_step of its last), up to the --set epochs given now")
+    parser.add_argument("--no-train", action="store_true", help="train nothing: draw from what is recorded")
+    parser.add_argument("--draw-unfinished", action="store_true",
+                        help="convergence: draw a run that has no record yet from its progress file (labelled "
+                             "unfinished, with its epochs so far) instead of leaving the figure undrawn")
     parser.add_argument("--backbone", default="HGCF", help="the backbone of Figures 2-4 (Figure 5: HRCF)")
     parser.add_argument("--semantic", default="released", choices=["released", "tag-summaries"],
                         help="beauty: the semantic side (see the module docstring)")
@@ -297,7 +319,7 @@ def main(argv=None):
     if set(only) - set(names):
         raise SystemExit(f"--only {sorted(set(only) - set(names))[0]!r} is not a run of --figures {args.figures}; "
                          f"choose from {names}")
-    for name in only:
+    for name in [] if args.no_train else only:
         runs = read_runs(runs_file)  # another figures.py (--only other runs) may have added its runs
         extend = args.extend and name in runs and ran_out_of_epochs(runs[name], extra)
         if name in runs and not extend and (runs[name].get("record") and os.path.isfile(runs[name]["record"])
@@ -319,6 +341,13 @@ def main(argv=None):
     for figure in wanted:
         names = figures[figure]
         failed = [n for n in names if not runs.get(n, {}).get("record")]
+        if failed and figure == "convergence" and args.draw_unfinished:
+            partial = {n: unfinished_record(n, workdir, args.out, own_phase1, args.backbone) for n in failed}
+            if all(partial.values()):
+                inputs = [history_record(runs[n], args.out) if n not in partial else partial[n][1] for n in names]
+                labels = [partial[n][0] if n in partial else n for n in names]
+                print(figure, *analysis.run(figure, inputs, args.out, labels=labels, command=stamp(argv)["command"]))
+                continue
         if failed:
             print(f"{figure} not drawn: {failed[0]} left no record "
                   f"({runs[failed[0]].get('error') if failed[0] in runs else 'not trained yet'})")

@@ -246,3 +246,34 @@ def test_figures_extend_trains_again_only_runs_that_ran_out_of_epochs(tmp_path, 
     assert figures.main(argv + ["--set", "epochs=900"]) == 0 and trained == []  # without --extend: kept
     assert figures.main(argv + ["--extend", "--set", "epochs=900"]) == 0 and trained == [("Base", 900)]
     assert figures.read_runs(out / "runs.json")["Base"]["best_epoch"] == 499  # the failed extension kept it
+
+
+def test_figures_draw_unfinished_convergence_runs_from_their_progress_files(runs, tmp_path, monkeypatch):
+    """--draw-unfinished: a convergence run without a record is drawn from its own -last.pth, labelled so."""
+    import shutil
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import figures
+
+    root, base, _, _ = runs
+    progress = sorted((root / "saved").glob("HGCF-*-last.pth"))
+    assert progress, "the HGCF run keeps a progress file"
+    work = tmp_path / "work"
+    model, _ = figures.run_settings("w/o Meta")
+    folder = work / "saved" / "runs" / f"{model}-w_o_Meta"  # the run folder figures.train gives 'w/o Meta'
+    folder.mkdir(parents=True)
+    shutil.copy(progress[-1], folder / progress[-1].name)
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("Base", "HyperLLM"):
+        figures.update_runs(out / "runs.json", name, {"record": base["record"], "date": "2026-11-26 20:00 UTC",
+                                                      "commit": "abc1234"})
+    trained = []
+    monkeypatch.setattr(figures, "train", lambda name, *args: trained.append(name) or {"error": "not trained here"})
+    argv = ["--dataset", "ml-100k", "--figures", "convergence", "--out", str(out), "--workdir", str(work)]
+    assert figures.main(argv) == 0 and not (out / "convergence.json").exists()  # without the flag: not drawn
+    assert trained == ["w/o Meta"]
+    assert figures.main(argv + ["--draw-unfinished", "--no-train"]) == 0 and trained == ["w/o Meta"]
+    drawn = json.loads((out / "convergence.json").read_text())["runs"]
+    assert [r["label"] for r in drawn] == ["Base", "w/o Meta (unfinished, 3 epochs)", "HyperLLM"]
+    assert (out / "records" / "w_o_Meta-unfinished.json").is_file() and (out / "convergence.png").stat().st_size > 0

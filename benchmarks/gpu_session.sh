@@ -140,6 +140,10 @@ stage_ml100k() {  # issue 12's ml-100k cells in ML100K_LANES parallel processes 
   # A lane is SEEDS:BACKBONES:FRAMEWORKS[:CHOOSE]; --choose (ML100K_CHOOSE) applies to every lane without one. The inputs are the
   # splits made here (prepare: .gpu/ml100k-splits.tar.xz), so the GPU needs no encoder. Back as ml100k.tar.gz;
   # here: compare_frameworks.py --dataset ml-100k --merge <lane JSON> --out benchmarks/results/frameworks_ml100k.json
+  # Measured 2026-11-26 (H100, 16 CPUs): 12 lanes + 1 Beauty cell ran at 1.1-2.1 s per epoch each (13 processes
+  # on one GPU); 525 s finished 34 ml-100k runs, 225 s with 16 lanes 16 more. Two lanes that split one cell's
+  # candidates share its run folder: the second lane's later candidate resumes the first lane's finished run
+  # (one more epoch, its seconds only that epoch), so keep the entry with more seconds when merging.
   local work=${ML100K_WORK:-/tmp/fw-ml100k} secs=${ML100K_SECONDS:-480} res=$OUT/ml100k lane seeds backbones frameworks
   mkdir -p "$work" "$res"
   xz -dc .gpu/ml100k-splits.tar.xz | tar -x -C "$work"

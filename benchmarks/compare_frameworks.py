@@ -227,6 +227,46 @@ def candidates(key, model, config, choices):
     return out
 
 
+# Config keys that name where a run kept its files, not how it trained.
+PLACE_KEYS = ("data_path", "checkpoint_dir", "phase1_cache_dir", "resume_from", "show_progress")
+
+
+def default_value(model, key):
+    """The value of ``key`` in ``model``'s YAML defaults (the last of its property files that lists it)."""
+    import yaml
+
+    from recbole_hyperllm.utils import model_property_files
+
+    value = None
+    for name in model_property_files(model):
+        value = (yaml.safe_load(Path(name).read_text()) or {}).get(key, value)
+    return value
+
+
+def training_settings(config, leave_out=()):
+    """A run's config without the keys that only place its files (and without ``leave_out``)."""
+    return {k: v for k, v in config.items() if k not in PLACE_KEYS and k not in leave_out}
+
+
+def reuse_default_cell(results, key, model, options):
+    """The candidate of ``options`` whose setting is ``model``'s YAML default, filled from the cell ``key`` that
+    already trained with that default (before ``--choose`` was given), instead of training the same run again.
+    Only when that cell finished, was not itself chosen, and trained with the candidate's settings (the same
+    ``--set`` values and epoch budget; the chosen keys left at their defaults). Returns the key filled, or None."""
+    plain = results.get(key)
+    if not plain or "error" in plain or plain.get("chosen") or "config" not in plain:
+        return None
+    for run_key, run_config in options:
+        setting = dict(item.split("=", 1) for item in setting_of(run_key).split(","))
+        if run_key in results or any(str(default_value(model, k)) != v or k in plain["config"]
+                                     for k, v in setting.items()):
+            continue
+        if training_settings(plain["config"]) == training_settings(run_config, leave_out=setting):
+            results[run_key] = dict(plain, reused_from=key)
+            return run_key
+    return None
+
+
 def setting_of(entry_key):
     """'key=value' of a --choose entry key '<model>[key=value]@<seed>'."""
     return entry_key[entry_key.index("[") + 1: entry_key.index("]")]
@@ -263,6 +303,8 @@ def provenance(results):
               for key, e in sorted(results.items()) if e.get("imported_from")]
     lines += [f"{key}: merged from `{e['merged_from']}` (`--merge`), run `{e['run']['command']}`"
               for key, e in sorted(results.items()) if e.get("merged_from")]
+    lines += [f"{key}: the cell {e['reused_from']} as it was trained with the default setting (`--choose`)"
+              for key, e in sorted(results.items()) if e.get("reused_from")]
     lines += [f"{key}: {e['chosen']} chosen on validation (`--choose`; scores " + ", ".join(
               f"{setting_of(k)}: {v:.4f}" for k, v in e["chosen_among"].items()) + ")"
               for key, e in sorted(results.items()) if e.get("chosen")]
@@ -424,6 +466,11 @@ def main(argv=None):
             print(f"== {key}: imported from {imports[key]}", flush=True)
             continue
         options = candidates(key, model, config, choices)
+        reused = reuse_default_cell(results, key, model, options) if options else None
+        if reused:
+            save_results(out, results)
+            print(f"== {reused}: the cell {key} trained with this default setting (reused, not trained again)",
+                  flush=True)
         for run_key, run_config in options or [(key, config)]:
             train_cell(args, args_line, out, results, run_key, model, dataset_name, files, run_config)
         chosen = chosen_entry(results, options) if options else None

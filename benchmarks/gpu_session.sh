@@ -156,10 +156,14 @@ stage_ml100k() {  # issue 12's ml-100k cells in ML100K_LANES parallel processes 
     if [ -n "$own" ]; then  # its first value trains first, so two lanes can split one cell's candidates
       lane_choose=(); for item in ${own//;/ }; do lane_choose+=(--choose "$item"); done
     fi
+    local name=$res/lane_${lane//[^A-Za-z0-9]/_}
+    # each lane starts from the committed table: its finished cells and candidates are kept, not trained again,
+    # and a --choose candidate with the YAML default reuses the cell trained with it
+    cp "${ML100K_FROM:-benchmarks/results/frameworks_ml100k.json}" "$name.json" 2>/dev/null || true
     timeout "$secs" python3 benchmarks/compare_frameworks.py --dataset ml-100k --seeds "$seeds" \
       --backbones "$backbones" --frameworks "$frameworks" "${lane_choose[@]}" --set learning_rate=0.005 \
       --set epochs=150 --set stopping_step=15 --set meta_epochs=150 --set meta_stopping_step=15 \
-      ${ML100K_EXTRA:-} --workdir "$work" --out "$res/lane_${lane//[^A-Za-z0-9]/_}.json" > "$res/lane_${lane//[^A-Za-z0-9]/_}.log" 2>&1 &
+      ${ML100K_EXTRA:-} --workdir "$work" --out "$name.json" > "$name.log" 2>&1 &
   done
   if [ -n "${ML100K_BEAUTY_CELLS:-}" ]; then  # Beauty cells beside them (FRAMEWORK:BACKBONE ...), same limit
     tag_summary_inputs /tmp/beauty-tags

@@ -158,6 +158,40 @@ def test_choose_trains_each_value_and_keeps_the_one_best_on_validation_never_on_
         compare_frameworks.main(argv[:-1] + ["kd_weight=0.01"])
 
 
+def test_choose_reuses_the_cell_trained_with_the_default_and_only_with_the_same_settings(tmp_path, monkeypatch):
+    import json
+
+    import compare_frameworks
+
+    calls = []
+
+    def fake_run(model, config, files, dataset):
+        calls.append(config.get("kd_weight"))
+        valid = 0.3 if config.get("kd_weight") == 0.001 else 0.2
+        return {"test_result": entry(valid)["test"], "best_valid_result": entry(valid)["test"],
+                "best_valid_score": valid, "best_epoch": 3, "epochs": 9, "sec_per_epoch": 1.0, "peak_rss_mb": 10.0,
+                "seconds": 9.0}
+
+    monkeypatch.setattr(compare_frameworks, "run_in_subprocess", fake_run)
+    out = tmp_path / "fw.json"
+    argv = ["--dataset", "ml-100k", "--seeds", "2020", "--backbones", "HGCF", "--frameworks", "RLMRecCon",
+            "--workdir", str(tmp_path / "work"), "--out", str(out), "--set", "epochs=9"]
+    compare_frameworks.main(argv)  # the cell with RLMRecCon.yaml's kd_weight (0.01), before --choose
+    plain = json.loads(out.read_text())["RLMRecCon_HGCF@2020"]
+    compare_frameworks.main(argv + ["--choose", "kd_weight=0.01,0.001"])
+    assert calls == [None, 0.001]  # 0.01 is the default the cell trained with: not trained again
+    cells = json.loads(out.read_text())
+    reused = cells["RLMRecCon_HGCF[kd_weight=0.01]@2020"]
+    assert reused["reused_from"] == "RLMRecCon_HGCF@2020" and reused["test"] == plain["test"]
+    assert cells["RLMRecCon_HGCF@2020"]["chosen"] == "kd_weight=0.001"
+    assert "the cell RLMRecCon_HGCF@2020 as it was trained with the default" in out.with_suffix(".md").read_text()
+    # a cell trained with other settings (here a longer budget) is not the candidate: both values train
+    calls.clear()
+    out.write_text(json.dumps({"RLMRecCon_HGCF@2020": dict(plain, config=dict(plain["config"], epochs=400))}))
+    compare_frameworks.main(argv + ["--choose", "kd_weight=0.01,0.001"])
+    assert sorted(calls) == [0.001, 0.01]
+
+
 def test_no_train_assembles_chosen_cells_from_merged_candidates_and_trains_nothing(tmp_path, monkeypatch):
     import json
 

@@ -272,15 +272,31 @@ def setting_of(entry_key):
     return entry_key[entry_key.index("[") + 1: entry_key.index("]")]
 
 
+# properties/overall.yaml's valid_metric: the sum of the four validation metrics (the paper's model selection)
+SUMMED_VALID_METRIC = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+
+
+def validation_score(entry):
+    """The entry's best validation score (``valid_metric``); for a run recorded before the score was kept, the
+    sum of its recorded best-epoch validation metrics when its config left ``valid_metric`` at the summed
+    default (each metric is rounded to 4 places, so the sum is within 2e-4). None when neither is known."""
+    if entry.get("best_valid_score") is not None:
+        return entry["best_valid_score"]
+    valid = entry.get("valid") or {}
+    if "valid_metric" in entry.get("config", {}) or any(m not in valid for m in SUMMED_VALID_METRIC):
+        return None
+    return round(sum(valid[m] for m in SUMMED_VALID_METRIC), 4)
+
+
 def chosen_entry(results, options):
     """The entry of the candidate with the best validation score, with every candidate's score beside it; None
     while a candidate is missing or failed."""
     runs = [(k, results.get(k)) for k, _ in options]
-    if any(entry is None or "error" in entry or entry.get("best_valid_score") is None for _, entry in runs):
+    if any(entry is None or "error" in entry or validation_score(entry) is None for _, entry in runs):
         return None
-    best_key, best = max(runs, key=lambda kv: kv[1]["best_valid_score"])
+    best_key, best = max(runs, key=lambda kv: validation_score(kv[1]))
     return dict(best, chosen=setting_of(best_key),
-                chosen_among={k: e["best_valid_score"] for k, e in runs})
+                chosen_among={k: validation_score(e) for k, e in runs})
 
 
 def mean_std(values):
@@ -305,9 +321,14 @@ def provenance(results):
               for key, e in sorted(results.items()) if e.get("merged_from")]
     lines += [f"{key}: the cell {e['reused_from']} as it was trained with the default setting (`--choose`)"
               for key, e in sorted(results.items()) if e.get("reused_from")]
+    summed = "*"  # a score summed from the run's recorded validation metrics (validation_score)
     lines += [f"{key}: {e['chosen']} chosen on validation (`--choose`; scores " + ", ".join(
-              f"{setting_of(k)}: {v:.4f}" for k, v in e["chosen_among"].items()) + ")"
+              f"{setting_of(k)}: {v:.4f}" + (summed if (results.get(k) or {}).get("best_valid_score") is None else "")
+              for k, v in e["chosen_among"].items()) + ")"
               for key, e in sorted(results.items()) if e.get("chosen")]
+    if any(summed + ")" in line or summed + "," in line for line in lines if "chosen on validation" in line):
+        lines.append(f"{summed} the sum of that run's recorded best-epoch validation metrics (the summed "
+                     "valid_metric; the run predates the kept score)")
     return "  \n".join(lines)
 
 

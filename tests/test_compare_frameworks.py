@@ -236,3 +236,27 @@ def test_time_columns_come_from_cpu_runs_and_are_marked_when_a_row_has_only_gpu_
     assert "| 9.00 | 90 | 100 |" in rows["Base"]  # the GPU seed's 1.0 s is not in the CPU median
     assert f"| 2.00{compare_frameworks.GPU_MARK} | 20{compare_frameworks.GPU_MARK} |" in rows["KAR"]
     assert not compare_frameworks.on_gpu({"run": {"machine": "x86_64, 16 CPUs, no GPU, torch 2.11"}})
+
+
+def test_validation_score_of_runs_recorded_before_the_score_was_kept_is_the_sum_of_their_validation_metrics():
+    from compare_frameworks import validation_score
+
+    valid = {"recall@10": 0.2118, "recall@20": 0.3383, "ndcg@10": 0.2244, "ndcg@20": 0.2579}
+    assert validation_score({"best_valid_score": 0.9, "valid": valid}) == 0.9  # the kept score first
+    assert validation_score({"valid": valid, "config": {"seed": 1}}) == 1.0324  # the summed default valid_metric
+    assert validation_score({"valid": valid, "config": {"valid_metric": "recall@20"}}) is None  # another metric
+    assert validation_score({"valid": {"recall@20": 0.3}}) is None  # metrics missing
+
+
+def test_the_table_marks_a_choice_made_with_a_summed_validation_score():
+    from compare_frameworks import chosen_entry, provenance
+
+    valid = {"recall@10": 0.2, "recall@20": 0.3, "ndcg@10": 0.2, "ndcg@20": 0.3}
+    old = dict(entry(0.3), valid=valid, config={})  # recorded before best_valid_score was kept: 1.0
+    new = dict(entry(0.35), best_valid_score=1.1)
+    results = {"RLMRecGen_HGCF[recon_weight=0.1]@1": old, "RLMRecGen_HGCF[recon_weight=0.01]@1": new}
+    options = [("RLMRecGen_HGCF[recon_weight=0.1]@1", {}), ("RLMRecGen_HGCF[recon_weight=0.01]@1", {})]
+    results["RLMRecGen_HGCF@1"] = chosen_entry(results, options)
+    text = provenance(results)
+    assert "recon_weight=0.01 chosen on validation (`--choose`; scores recon_weight=0.1: 1.0000*, recon_weight=0.01: 1.1000)" in text
+    assert "* the sum of that run's recorded best-epoch validation metrics" in text

@@ -363,6 +363,9 @@ def markdown_table(results, paper=None):
     if any(on_gpu(e) for e in results.values()):
         lines.insert(0, f"s/epoch, s to best and peak RSS: median (max) over a row's runs on a CPU machine; "
                         f"{GPU_MARK}: from its GPU runs, which a row has only. Accuracy columns: every seed.\n")
+    if any(e.get("chosen") for e in results.values()):
+        lines.insert(0, "seeds: 'k chosen': k of the row's seeds took the setting chosen on validation "
+                        "(`--choose`, named below the table); its other seeds ran with the YAML default.\n")
     for backbone in BACKBONES:
         base_runs = [e for e in groups.get(backbone, []) if "error" not in e]
         for framework in FRAMEWORKS:
@@ -386,7 +389,9 @@ def markdown_table(results, paper=None):
                 ref, ref_base = paper.get(backbone, {}).get(framework), paper.get(backbone, {}).get("Base")
                 row.append("-" if framework == "Base" or not ref else
                            f"{100 * (ref[0] / ref_base[0] - 1):+.1f}% / {100 * (ref[1] / ref_base[1] - 1):+.1f}%")
-            row.append(f"{len(ok)}" + (f" ({len(failed)} failed)" if failed else ""))
+            chosen = [e for e in ok if e.get("chosen")]
+            row.append(f"{len(ok)}" + (f" ({len(failed)} failed)" if failed else "")
+                       + (f", {len(chosen)} chosen" if chosen else ""))
             row.append(", ".join(f"{e['best_epoch']} / {e['epochs']}" for e in ok))
             timed, mark = timing_runs(ok)
             row.append(f"{statistics.median(e['sec_per_epoch'] for e in timed):.2f}{mark}")

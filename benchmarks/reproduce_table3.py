@@ -241,7 +241,8 @@ def run_stamp(script, args_line):
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return {"command": f"python benchmarks/{script} {args_line}".rstrip(), "commit": commit,
             "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs{gpu}, {platform.system()}, torch {torch.__version__}"}
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs{gpu}, {platform.system()}, torch {torch.__version__}, "
+                       f"{torch.get_num_threads()} torch threads"}  # OMP_NUM_THREADS, which the run's process inherits
 
 
 def summarise(name, model, config_dict, result):

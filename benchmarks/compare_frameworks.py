@@ -84,7 +84,7 @@ def parse_args(argv=None):
     parser.add_argument("--merge", action="append", default=[], metavar="JSON",
                         help="copy the finished cells of another --out of this script (e.g. one cell per process, or "
                              "cells run on another machine) into --out, each with its own run stamp; a finished cell "
-                             "--out already holds is kept")
+                             "--out already holds is kept, unless the merged one continues its run (--extend)")
     parser.add_argument("--choose", action="append", default=[], metavar="KEY=V1,V2",
                         help="train each cell whose model reads KEY once per value and keep the one with the best "
                              "validation score (see the module docstring)")
@@ -192,12 +192,20 @@ def merge_cells(results, source, dataset_name):
             reason = None
         if reason:
             raise SystemExit(f"--merge {source}: cell {key} cannot be merged ({reason})")
-        if key in results and "error" not in results[key]:
+        if key in results and "error" not in results[key] and not extends(cell, results[key]):
             print(f"== {key}: kept from --out (--merge {source} has it too)", flush=True)
             continue
         results[key] = dict(cell, merged_from=str(source))
         merged.append(key)
     return merged
+
+
+def extends(cell, kept):
+    """Whether ``cell`` is ``kept``'s run continued (``--extend``): the same run folder, trained to more epochs.
+    Such a cell replaces the one ``--out`` holds when merged; any other cell ``--out`` holds is kept."""
+    folder = (cell.get("config") or {}).get("checkpoint_dir")
+    return (folder is not None and folder == (kept.get("config") or {}).get("checkpoint_dir")
+            and cell.get("epochs", 0) > kept.get("epochs", 0))
 
 
 def parse_choices(items):

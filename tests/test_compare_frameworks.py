@@ -151,6 +151,7 @@ def test_choose_trains_each_value_and_keeps_the_one_best_on_validation_never_on_
     assert cell["chosen_among"] == {"RLMRecCon_HGCF[kd_weight=0.01]@2020": 0.2, "RLMRecCon_HGCF[kd_weight=0.001]@2020": 0.3}
     table = out.with_suffix(".md").read_text()
     assert "kd_weight=0.001 chosen on validation" in table and "[kd_weight" not in table.split("| backbone")[1]
+    assert "| 1, 1 chosen |" in next(line for line in table.splitlines() if "| RLMRecCon |" in line)
     calls.clear()
     compare_frameworks.main(argv)  # everything is kept: nothing trains again
     assert calls == []
@@ -260,3 +261,21 @@ def test_the_table_marks_a_choice_made_with_a_summed_validation_score():
     text = provenance(results)
     assert "recon_weight=0.01 chosen on validation (`--choose`; scores recon_weight=0.1: 1.0000*, recon_weight=0.01: 1.1000)" in text
     assert "* the sum of that run's recorded best-epoch validation metrics" in text
+
+
+def test_merge_takes_a_cell_that_continues_the_kept_run_and_keeps_any_other(tmp_path):
+    import json
+
+    import compare_frameworks
+
+    stamp = {"command": "c", "commit": "abc1234", "date": "2026-12-07 06:00 UTC", "machine": "x86_64, 2 CPUs"}
+    kept = dict(entry(0.30), epochs=150, config={"checkpoint_dir": "/w/runs/RLMRecGen_HGCH_2021"}, dataset="ml-100k",
+                run=stamp)
+    extended = dict(kept, epochs=230, test=entry(0.32)["test"])  # the same run folder, --extend'ed
+    other = dict(kept, epochs=400, config={"checkpoint_dir": "/elsewhere/RLMRecGen_HGCH_2021"})
+    source = tmp_path / "lane.json"
+    for cell, expected in ((other, 0.30), (extended, 0.32)):
+        results = {"RLMRecGen_HGCH@2021": dict(kept)}
+        source.write_text(json.dumps({"RLMRecGen_HGCH@2021": cell}))
+        compare_frameworks.merge_cells(results, source, "ml-100k")
+        assert results["RLMRecGen_HGCH@2021"]["test"]["recall@20"] == expected

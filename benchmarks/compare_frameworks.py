@@ -44,8 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from reproduce_table3 import (DATASET, METRICS, convert, own_run_folder, parse_overrides, parse_value,  # noqa: E402
-                              reads_key, run_in_subprocess, run_stamp, save_results, summarise)
+from reproduce_table3 import (DATASET, METRICS, convert, model_defaults, own_run_folder, parse_overrides,  # noqa: E402
+                              parse_value, reads_key, run_in_subprocess, run_stamp, save_results, summarise)
 
 BACKBONES = ("HGCF", "HRCF", "HICF", "HGCH", "HyperCL")
 FRAMEWORKS = ("Base", "KAR", "RLMRecCon", "RLMRecGen", "HyperLLM")
@@ -239,24 +239,12 @@ def candidates(key, model, config, choices):
 PLACE_KEYS = ("data_path", "checkpoint_dir", "phase1_cache_dir", "resume_from", "show_progress")
 
 
-def default_value(model, key):
-    """The value of ``key`` in ``model``'s YAML defaults (the last of its property files that lists it)."""
-    import yaml
-
-    from recbole_hyperllm.utils import model_property_files
-
-    value = None
-    for name in model_property_files(model):
-        value = (yaml.safe_load(Path(name).read_text()) or {}).get(key, value)
-    return value
-
-
 def training_settings(config, leave_out=()):
     """A run's config without the keys that only place its files (and without ``leave_out``)."""
     return {k: v for k, v in config.items() if k not in PLACE_KEYS and k not in leave_out}
 
 
-def reuse_default_cell(results, key, model, options):
+def reuse_default_cell(results, key, model, options, choices):
     """The candidate of ``options`` whose setting is ``model``'s YAML default, filled from the cell ``key`` that
     already trained with that default (before ``--choose`` was given), instead of training the same run again.
     Only when that cell finished, was not itself chosen, and trained with the candidate's settings (the same
@@ -264,10 +252,10 @@ def reuse_default_cell(results, key, model, options):
     plain = results.get(key)
     if not plain or "error" in plain or plain.get("chosen") or "config" not in plain:
         return None
+    defaults = model_defaults(model)
     for run_key, run_config in options:
-        setting = dict(item.split("=", 1) for item in setting_of(run_key).split(","))
-        if run_key in results or any(str(default_value(model, k)) != v or k in plain["config"]
-                                     for k, v in setting.items()):
+        setting = {k: run_config[k] for k in choices if k in defaults}  # the keys this cell chooses among
+        if run_key in results or any(defaults[k] != v or k in plain["config"] for k, v in setting.items()):
             continue
         if training_settings(plain["config"]) == training_settings(run_config, leave_out=setting):
             results[run_key] = dict(plain, reused_from=key)
@@ -280,8 +268,14 @@ def setting_of(entry_key):
     return entry_key[entry_key.index("[") + 1: entry_key.index("]")]
 
 
-# properties/overall.yaml's valid_metric: the sum of the four validation metrics (the paper's model selection)
-SUMMED_VALID_METRIC = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+def summed_valid_metric():
+    """The metrics properties/overall.yaml's valid_metric sums (the paper's model selection: four of them)."""
+    import yaml
+
+    from recbole_hyperllm.utils import PROPERTIES
+
+    overall = yaml.safe_load((PROPERTIES / "overall.yaml").read_text())
+    return [m.strip().lower() for m in overall["valid_metric"].split("+")]
 
 
 def validation_score(entry):
@@ -290,10 +284,10 @@ def validation_score(entry):
     default (each metric is rounded to 4 places, so the sum is within 2e-4). None when neither is known."""
     if entry.get("best_valid_score") is not None:
         return entry["best_valid_score"]
-    valid = entry.get("valid") or {}
-    if "valid_metric" in entry.get("config", {}) or any(m not in valid for m in SUMMED_VALID_METRIC):
+    valid, summed = entry.get("valid") or {}, summed_valid_metric()
+    if "valid_metric" in entry.get("config", {}) or any(m not in valid for m in summed):
         return None
-    return round(sum(valid[m] for m in SUMMED_VALID_METRIC), 4)
+    return round(sum(valid[m] for m in summed), 4)
 
 
 def chosen_entry(results, options):
@@ -330,11 +324,13 @@ def provenance(results):
     lines += [f"{key}: the cell {e['reused_from']} as it was trained with the default setting (`--choose`)"
               for key, e in sorted(results.items()) if e.get("reused_from")]
     summed = "*"  # a score summed from the run's recorded validation metrics (validation_score)
+    was_summed = {k for e in results.values() if e.get("chosen") for k in e["chosen_among"]
+                  if (results.get(k) or {}).get("best_valid_score") is None}
     lines += [f"{key}: {e['chosen']} chosen on validation (`--choose`; scores " + ", ".join(
-              f"{setting_of(k)}: {v:.4f}" + (summed if (results.get(k) or {}).get("best_valid_score") is None else "")
+              f"{setting_of(k)}: {v:.4f}" + (summed if k in was_summed else "")
               for k, v in e["chosen_among"].items()) + ")"
               for key, e in sorted(results.items()) if e.get("chosen")]
-    if any(summed + ")" in line or summed + "," in line for line in lines if "chosen on validation" in line):
+    if was_summed:
         lines.append(f"{summed} the sum of that run's recorded best-epoch validation metrics (the summed "
                      "valid_metric; the run predates the kept score)")
     return "  \n".join(lines)
@@ -500,7 +496,7 @@ def main(argv=None):
             print(f"== {key}: imported from {imports[key]}", flush=True)
             continue
         options = candidates(key, model, config, choices)
-        reused = reuse_default_cell(results, key, model, options) if options else None
+        reused = reuse_default_cell(results, key, model, options, choices) if options else None
         if reused:
             save_results(out, results)
             print(f"== {reused}: the cell {key} trained with this default setting (reused, not trained again)",

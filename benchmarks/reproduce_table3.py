@@ -215,13 +215,21 @@ def save_results(out, results):
     replace_text(out, json.dumps(results, indent=2))
 
 
-def reads_key(model, key):
-    """Whether one of ``model``'s YAML defaults in this plugin lists ``key``."""
+def model_defaults(model):
+    """``model``'s YAML defaults in this plugin, merged in RecBole's order (a later property file wins)."""
     import yaml
 
     from recbole_hyperllm.utils import model_property_files
 
-    return any(key in (yaml.safe_load(Path(f).read_text()) or {}) for f in model_property_files(model))
+    merged = {}
+    for name in model_property_files(model):
+        merged.update(yaml.safe_load(Path(name).read_text()) or {})
+    return merged
+
+
+def reads_key(model, key):
+    """Whether one of ``model``'s YAML defaults in this plugin lists ``key``."""
+    return key in model_defaults(model)
 
 
 def run_stamp(script, args_line):

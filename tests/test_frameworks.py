@@ -232,6 +232,35 @@ def test_tag_sampler_state_travels_with_the_checkpoint(toy):
             assert torch.equal(got, w)
 
 
+@pytest.mark.parametrize("passes", [1, 2])
+def test_an_epoch_of_tag_batches_covers_every_tag_edge_passes_times(passes):
+    """tag_edge_passes=2 is the authors' batch size (count_nonzero of the symmetric adjacency / batches)."""
+    from collections import Counter
+
+    import numpy as np
+
+    from recbole_hyperllm.model.hyperllm.sampler import TagTripleSampler
+
+    parent, child = np.array([1, 1, 2, 2, 3, 3]), np.array([2, 3, 4, 5, 6, 7])  # 6 tag-tag edges, tags 1..7
+    link_tags, link_items = np.repeat(np.arange(1, 7), 2), np.arange(1, 13)      # 12 tag-item edges, items 1..12
+    sampler = TagTripleSampler(parent, child, link_tags, link_items, 8, 13, batches_per_epoch=3, seed=5,
+                               passes=passes)
+    seen = Counter()
+    for _ in range(2):  # two epochs: each starts a fresh permutation and covers every edge `passes` times
+        sampler.begin_epoch()
+        epoch = Counter()
+        for _ in range(3):
+            anchors, positives, negatives = sampler.next_batch()
+            assert len(anchors) == passes * (2 + 4)  # ceil(passes * 6 / 3) + ceil(passes * 12 / 3)
+            epoch.update(zip(anchors.tolist(), positives.tolist()))
+            linked = set(zip(anchors.tolist(), positives.tolist()))
+            assert not any((a, n) in linked for a, n in zip(anchors.tolist(), negatives.tolist()))
+        edges = set(zip(parent.tolist(), child.tolist())) | {(t, i + 8) for t, i in zip(link_tags, link_items)}
+        assert set(epoch) == edges and set(epoch.values()) == {passes}
+        seen.update(epoch)
+    assert set(seen.values()) == {2 * passes}
+
+
 def test_the_training_core_does_not_import_the_llm_pipeline():
     import subprocess
     import sys

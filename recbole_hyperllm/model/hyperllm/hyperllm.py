@@ -150,7 +150,8 @@ class HyperLLM(Framework):
         self.tag_embedding = self.backbone.new_node_embeddings(n_tags)
         batches = max(1, -(-dataset.inter_num // config["train_batch_size"]))
         self.tag_sampler = TagTripleSampler(
-            parent, child, link_tags, link_items, n_tags, self.n_items, batches, config["seed"]
+            parent, child, link_tags, link_items, n_tags, self.n_items, batches, config["seed"],
+            passes=config["tag_edge_passes"] or 1,
         )
         self.other_parameter_name = ["tag_sampler_state"]
 

@@ -4,7 +4,12 @@ Anchors are tags. A tag-tag triple is (parent, child, random tag); a tag-item
 triple is (tag, item, random item); negatives that happen to be linked to the
 anchor are re-drawn, as in the authors' sampler (``sampler.py``). Each epoch
 walks a fresh permutation of both edge lists in ``batches_per_epoch`` slices,
-so one epoch of user-item batches covers every tag edge once. The trainer's
+so one epoch of user-item batches covers every tag edge ``passes`` times (config key
+``tag_edge_passes``, default 1). The authors' ``main.py`` sizes each tag batch from
+``count_nonzero()`` of the symmetric tag adjacencies, i.e. 2E / batches, so their epoch sees
+each tag edge twice and their summed L_tag weighs twice ours per batch: ``tag_edge_passes: 2``
+matches that (their tag-tag anchors are also only the first half of the row-sorted symmetric
+pairs, a quirk not copied here: every parent->child edge is an anchor). The trainer's
 epoch starts a new permutation (``begin_epoch``), whatever number of batches the
 previous epoch had; ``state``/``load_state`` carry the random stream and the
 position in it through a progress checkpoint, so a resumed run draws what the
@@ -17,12 +22,13 @@ import torch
 
 
 class _EdgeStream:
-    def __init__(self, anchors, positives, neg_low, neg_high, batches_per_epoch, rng):
+    def __init__(self, anchors, positives, neg_low, neg_high, batches_per_epoch, rng, passes=1):
         self.anchors = np.asarray(anchors, dtype=np.int64)
         self.positives = np.asarray(positives, dtype=np.int64)
         self.neg_low, self.neg_high = neg_low, neg_high
         self.keys = np.unique(self.anchors * neg_high + self.positives)
-        self.batch_size = max(1, math.ceil(len(self.anchors) / batches_per_epoch))
+        self.passes = passes
+        self.batch_size = max(1, math.ceil(passes * len(self.anchors) / batches_per_epoch))
         self.rng = rng
         self.order = np.empty(0, dtype=np.int64)
         self.cursor = 0
@@ -38,7 +44,8 @@ class _EdgeStream:
 
     def next(self):
         if self.cursor >= len(self.order):
-            self.order = self.rng.permutation(len(self.anchors))
+            # `passes` permutations back to back: an epoch's batches slice them as one list
+            self.order = np.concatenate([self.rng.permutation(len(self.anchors)) for _ in range(self.passes)])
             self.cursor = 0
         take = self.order[self.cursor:self.cursor + self.batch_size]
         self.cursor += self.batch_size
@@ -55,11 +62,11 @@ class _EdgeStream:
 class TagTripleSampler:
     """Yields (anchor, positive, negative) node indices of the tag graph (tags first, then items)."""
 
-    def __init__(self, parent, child, link_tags, link_items, n_tags, n_items, batches_per_epoch, seed):
+    def __init__(self, parent, child, link_tags, link_items, n_tags, n_items, batches_per_epoch, seed, passes=1):
         self.rng = np.random.default_rng(seed)
         self.n_tags = n_tags
-        self.tag_tag = _EdgeStream(parent, child, 1, n_tags, batches_per_epoch, self.rng)
-        self.tag_item = _EdgeStream(link_tags, link_items, 1, n_items, batches_per_epoch, self.rng)
+        self.tag_tag = _EdgeStream(parent, child, 1, n_tags, batches_per_epoch, self.rng, passes)
+        self.tag_item = _EdgeStream(link_tags, link_items, 1, n_items, batches_per_epoch, self.rng, passes)
 
     def begin_epoch(self):
         """The next batch starts a fresh permutation of both edge lists."""

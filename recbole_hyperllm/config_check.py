@@ -230,6 +230,7 @@ PLUGIN_RULES = {  # this plugin's hyperbolic models
     "num_experts": lambda c, k: integer(c, k, 1),
     "tag_margin": lambda c, k: positive(c, k),
     "tag_edge_passes": lambda c, k: integer(c, k, 1),
+    "kar_max_norm": lambda c, k: positive(c, k, allow_zero=True),
     "meta_margin": lambda c, k: positive(c, k),
     "cl_temperature": lambda c, k: positive(c, k),
     "cl_weight": lambda c, k: positive(c, k, allow_zero=True),

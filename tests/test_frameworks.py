@@ -128,7 +128,8 @@ def test_bad_framework_value_names_the_key(toy, model, key, value):
 # ----- KAR -------------------------------------------------------------------------------------------
 
 def test_kar_input_width_and_adaptor_match_direct_computation(toy):
-    config, net, train, _ = build(toy, "KAR_HGCF", kar_dim=12, kar_specific_experts=3, kar_shared_experts=2)
+    config, net, train, _ = build(toy, "KAR_HGCF", kar_dim=12, kar_specific_experts=3, kar_shared_experts=2,
+                                  kar_max_norm=0)
     assert net.backbone.user_embedding.shape == (net.n_users, 32 - 12)
     inputs = net.node_inputs()
     assert inputs.shape == (net.n_users + net.n_items, 32)
@@ -148,6 +149,22 @@ def test_kar_input_width_and_adaptor_match_direct_computation(toy):
     torch.testing.assert_close(inputs[net.n_users:, 20:], direct)
     # the ID part keeps the hyperboloid's tangent convention (time coordinate 0)
     assert inputs[:, 0].abs().max() == 0
+
+
+def test_kar_clips_the_adaptor_output_to_kar_max_norm(toy):
+    _, net, _, _ = build(toy, "KAR_HGCF", kar_dim=12, kar_max_norm=0)
+    _, clipped, _, _ = build(toy, "KAR_HGCF", kar_dim=12, kar_max_norm=0.25)
+    z = net.adaptor.tower(net.ITEM_TOWER, net.item_semantic)
+    zc = clipped.adaptor.tower(clipped.ITEM_TOWER, clipped.item_semantic)
+    torch.testing.assert_close(z, zc)  # same seed, same adaptor
+    got = clipped.node_inputs()[clipped.n_users:, 20:]
+    norm = z.norm(dim=1)
+    assert (norm > 0.25).any() and (norm < 0.25).any()
+    long, short = norm > 0.25, norm <= 0.25
+    torch.testing.assert_close(got[short], z[short])                       # short rows untouched
+    torch.testing.assert_close(got[long].norm(dim=1), torch.full_like(norm[long], 0.25))
+    cosine = torch.nn.functional.cosine_similarity(got[long], z[long], dim=1)
+    torch.testing.assert_close(cosine, torch.ones_like(cosine))            # same direction
 
 
 # ----- RLMRec ----------------------------------------------------------------------------------------

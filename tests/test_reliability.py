@@ -136,6 +136,7 @@ def check(config, model="HGCF", files=None, warn=print):
     ("seed", "abc", "config key 'seed' is 'abc'; it must be an integer >= 0"),
     ("tag_margin", -1, "config key 'tag_margin' is -1; it must be a number > 0"),
     ("tag_edge_passes", 0, "config key 'tag_edge_passes' is 0; it must be an integer >= 1"),
+    ("kar_max_norm", -1.0, "config key 'kar_max_norm' is -1.0; it must be a number >= 0"),
     ("cl_temperature", 0, "config key 'cl_temperature' is 0; it must be a number > 0"),
     ("num_neg", 0, "config key 'num_neg' is 0; it must be an integer >= 1"),
     ("ssl_ratio", 1, "config key 'ssl_ratio' is 1; it must be a number in [0, 1)"),

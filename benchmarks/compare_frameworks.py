@@ -44,8 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from reproduce_table3 import (DATASET, METRICS, convert, model_defaults, own_run_folder, parse_overrides,  # noqa: E402
-                              parse_value, reads_key, run_in_subprocess, run_stamp, save_results, summarise)
+from reproduce_table3 import (DATASET, METRICS, code_commit, convert, model_defaults, own_run_folder,  # noqa: E402
+                              parse_overrides, parse_value, reads_key, run_in_subprocess, run_stamp, save_results,
+                              summarise)
 
 BACKBONES = ("HGCF", "HRCF", "HICF", "HGCH", "HyperCL")
 FRAMEWORKS = ("Base", "KAR", "RLMRecCon", "RLMRecGen", "HyperLLM")
@@ -457,8 +458,9 @@ def train_cell(args, args_line, out, results, key, model, dataset_name, files, c
               config else f"--set epochs={config['epochs']} is not above its {results[key]['epochs']}") + ")")
         return
     print(f"== {key}" + (f": extended to {config['epochs']} epochs" if extend else ""), flush=True)
+    started = code_commit()
     results[key] = summarise(key, model, config, run_in_subprocess(model, config, files, dataset=dataset_name))
-    results[key].update(dataset=dataset_name, run=run_stamp("compare_frameworks.py", args_line))
+    results[key].update(dataset=dataset_name, run=run_stamp("compare_frameworks.py", args_line, started))
     save_results(out, results)
     entry = results[key]
     print(entry.get("error") or {m: entry["test"][m] for m in METRICS}, flush=True)

@@ -161,10 +161,16 @@ def update_runs(runs_file, name, entry):
         write_json(str(runs_file), {**read_runs(runs_file), name: entry})
 
 
-def stamp(argv):
+def commit_now():
+    from reproduce_table3 import code_commit
+
+    return code_commit()
+
+
+def stamp(argv, commit=None):
     from reproduce_table3 import run_stamp
 
-    return run_stamp("figures.py", " ".join(argv))
+    return run_stamp("figures.py", " ".join(argv), commit)
 
 
 def summary(out, stamp_line):
@@ -329,7 +335,8 @@ def main(argv=None):
                 update_runs(runs_file, name, dict(runs[name], kept_record=keep_record(own, args.out, name)))
             continue
         print(f"training {name} ..." + (f" (extended to {extra['epochs']} epochs)" if extend else ""), flush=True)
-        entry = {**train(name, dataset, workdir, extra, files, own_phase1, args.backbone), **stamp(argv)}
+        started = commit_now()  # the code the run loads, not a commit made while it trains
+        entry = {**train(name, dataset, workdir, extra, files, own_phase1, args.backbone), **stamp(argv, started)}
         if entry.get("record") and os.path.isfile(entry["record"]):
             entry["kept_record"] = keep_record(entry["record"], args.out, name)
         elif extend:  # a failed extension never replaces the run it was to extend

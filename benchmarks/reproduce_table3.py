@@ -232,20 +232,26 @@ def reads_key(model, key):
     return key in model_defaults(model)
 
 
-def run_stamp(script, args_line):
-    """Command, commit (marked when the tracked code differs from it), date and machine of a benchmark run,
-    stored with its result by the benchmarks that share this module."""
+def code_commit():
+    """The commit the tracked code is at now (marked when it differs from it). Taken when a run starts: a
+    commit made while it trains is not the code it loaded."""
+    if os.environ.get("RECBOLE_HYPERLLM_COMMIT"):  # a copy of the tree elsewhere (the GPU machine): its commit as given
+        return os.environ["RECBOLE_HYPERLLM_COMMIT"] + " (given by RECBOLE_HYPERLLM_COMMIT)"
+    if not (ROOT / ".git").exists():
+        return "unknown (no .git)"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()  # the results are this run's output
+    return commit + (" (uncommitted changes)" if dirty else "")
+
+
+def run_stamp(script, args_line, commit=None):
+    """Command, commit (``commit``, as ``code_commit()`` gave it when the run started; now if not given), date
+    (now: the run's end) and machine of a benchmark run, stored with its result by the benchmarks that share
+    this module."""
     import torch
 
-    if os.environ.get("RECBOLE_HYPERLLM_COMMIT"):  # a copy of the tree elsewhere (the GPU machine): its commit as given
-        commit = os.environ["RECBOLE_HYPERLLM_COMMIT"] + " (given by RECBOLE_HYPERLLM_COMMIT)"
-    elif (ROOT / ".git").exists():
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
-                               cwd=ROOT, capture_output=True, text=True).stdout.strip()  # the results are this run's output
-        commit += " (uncommitted changes)" if dirty else ""
-    else:
-        commit = "unknown (no .git)"
+    commit = commit or code_commit()
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return {"command": f"python benchmarks/{script} {args_line}".rstrip(), "commit": commit,
             "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
@@ -439,10 +445,12 @@ def main(argv=None):
         config_dict = {"data_path": data_path, "show_progress": False,
                        "checkpoint_dir": os.path.join(workdir, "saved"), **variant, **overrides}
         print(f"== {name}", flush=True)
+        started = code_commit()
         result = run_in_subprocess(model, own_run_folder(model, config_dict, name, resume=not args.rerun),
                                    config_files(model))
         results[name] = summarise(name, model, config_dict, result)
-        results[name]["run"] = run_stamp("reproduce_table3.py", " ".join(sys.argv[1:] if argv is None else argv))
+        results[name]["run"] = run_stamp("reproduce_table3.py", " ".join(sys.argv[1:] if argv is None else argv),
+                                         started)
         if args.phase1_as_semantic:
             results[name]["semantic_input"] = SEMANTIC_STAND_IN
         save_results(out, results)  # after every model: a crash loses no finished run

@@ -279,3 +279,24 @@ def test_merge_takes_a_cell_that_continues_the_kept_run_and_keeps_any_other(tmp_
         source.write_text(json.dumps({"RLMRecGen_HGCH@2021": cell}))
         compare_frameworks.merge_cells(results, source, "ml-100k")
         assert results["RLMRecGen_HGCH@2021"]["test"]["recall@20"] == expected
+
+
+def test_a_cell_records_the_commit_its_run_started_from_not_one_made_while_it_trained(tmp_path, monkeypatch):
+    import json
+
+    import compare_frameworks
+
+    head = {"commit": "aaaaaaa"}
+    monkeypatch.setattr(compare_frameworks, "code_commit", lambda: head["commit"])
+    monkeypatch.setattr("reproduce_table3.code_commit", lambda: head["commit"])
+
+    def fake_run(model, config, files, dataset):
+        head["commit"] = "bbbbbbb"  # a commit made while the run trains
+        return {"test_result": entry(0.3)["test"], "best_valid_result": entry(0.2)["test"], "best_valid_score": 0.2,
+                "best_epoch": 3, "epochs": 9, "sec_per_epoch": 1.0, "peak_rss_mb": 10.0, "seconds": 9.0}
+
+    monkeypatch.setattr(compare_frameworks, "run_in_subprocess", fake_run)
+    out = tmp_path / "fw.json"
+    compare_frameworks.main(["--dataset", "ml-100k", "--seeds", "2020", "--backbones", "HGCF", "--frameworks", "Base",
+                             "--workdir", str(tmp_path / "work"), "--out", str(out)])
+    assert json.loads(out.read_text())["HGCF@2020"]["run"]["commit"] == "aaaaaaa"

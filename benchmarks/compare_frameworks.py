@@ -146,6 +146,8 @@ def ended_at_budget(entry):
     """Whether a run's entry ran all its epochs (early stopping never ended it): its best epoch may lie
     beyond its budget, so the comparison asks for it to continue (``--extend``)."""
     budget = entry.get("config", {}).get("epochs")
+    if budget is None and entry.get("model"):  # no --set epochs: the model's YAML default (e.g. Beauty's 500)
+        budget = model_defaults(entry["model"]).get("epochs")
     return "error" not in entry and budget is not None and (entry.get("epochs") or 0) >= budget
 
 

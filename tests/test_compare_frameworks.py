@@ -52,6 +52,9 @@ def test_extend_continues_only_the_runs_that_ended_at_their_budget_from_their_ow
     argv = ["--dataset", "ml-100k", "--seeds", "2020", "--backbones", "HGCF,HRCF", "--frameworks", "Base",
             "--workdir", str(tmp_path / "work"), "--out", str(out), "--extend"]
     assert compare_frameworks.ended_at_budget(capped) and not compare_frameworks.ended_at_budget(stopped)
+    # no --set epochs (the Beauty runs): the budget is the model's YAML default, 500 in properties/overall.yaml
+    assert compare_frameworks.ended_at_budget(dict(entry(0.3), model="RLMRecGen_HGCH", epochs=500, config={}))
+    assert not compare_frameworks.ended_at_budget(dict(entry(0.3), model="RLMRecGen_HGCH", epochs=460, config={}))
     compare_frameworks.main(argv + ["--set", "epochs=150"])  # not above the budget it had: nothing runs
     assert calls == []
     compare_frameworks.main(argv + ["--set", "epochs=300"])

@@ -144,9 +144,11 @@ def plan(args):
 
 def ended_at_budget(entry):
     """Whether a run's entry ran all its epochs (early stopping never ended it): its best epoch may lie
-    beyond its budget, so the comparison asks for it to continue (``--extend``)."""
-    budget = entry.get("config", {}).get("epochs")
-    if budget is None and entry.get("model"):  # no --set epochs: the model's YAML default (e.g. Beauty's 500)
+    beyond its budget, so the comparison asks for it to continue (``--extend``). The budget is the one the
+    run recorded (``epoch_budget``, from its own config); entries written before runs recorded it fall back
+    to ``--set epochs`` and then to the model's YAML default (e.g. Beauty's 500)."""
+    budget = entry.get("epoch_budget") or entry.get("config", {}).get("epochs")
+    if budget is None and entry.get("model"):
         budget = model_defaults(entry["model"]).get("epochs")
     return "error" not in entry and budget is not None and (entry.get("epochs") or 0) >= budget
 

@@ -271,6 +271,7 @@ def summarise(name, model, config_dict, result):
         "best_valid_score": result.get("best_valid_score"),
         "best_epoch": result["best_epoch"],
         "epochs": result["epochs"],
+        "epoch_budget": result.get("epoch_budget"),
         "sec_per_epoch": result["sec_per_epoch"],
         "sec_to_best": result.get("sec_to_best"),
         "train_sec_per_epoch": result.get("train_sec_per_epoch"),

@@ -268,13 +268,15 @@ def restart_random_streams(config, train_data):
 
 
 def trainer_statistics(trainer):
-    """Best epoch, epochs run, median seconds per epoch (train + validation, upper median as before) and
-    the seconds of training and validation up to the end of the best epoch (Table 4's "Time")."""
+    """Best epoch, epochs run, the epoch budget the run had (its config's ``epochs``, wherever that was
+    set), median seconds per epoch (train + validation, upper median as before) and the seconds of
+    training and validation up to the end of the best epoch (Table 4's "Time")."""
     if not isinstance(trainer, HyperbolicTrainer) or not trainer.train_seconds:
         return {"best_epoch": None, "epochs": 0, "sec_per_epoch": None, "sec_to_best": None}
     return {
         "best_epoch": trainer.best_epoch,
         "epochs": len(trainer.train_seconds),
+        "epoch_budget": trainer.epochs,
         "sec_per_epoch": statistics.median_high(trainer.epoch_seconds),
         "train_sec_per_epoch": statistics.median_high(trainer.train_seconds),
         "valid_sec_per_epoch": statistics.median_high(trainer.valid_seconds) if trainer.valid_seconds else None,

@@ -55,6 +55,10 @@ def test_extend_continues_only_the_runs_that_ended_at_their_budget_from_their_ow
     # no --set epochs (the Beauty runs): the budget is the model's YAML default, 500 in properties/overall.yaml
     assert compare_frameworks.ended_at_budget(dict(entry(0.3), model="RLMRecGen_HGCH", epochs=500, config={}))
     assert not compare_frameworks.ended_at_budget(dict(entry(0.3), model="RLMRecGen_HGCH", epochs=460, config={}))
+    # a run that recorded its budget (set anywhere: --set, a dataset YAML) is judged by that budget
+    recorded = dict(entry(0.3), model="RLMRecGen_HGCH", epochs=200, epoch_budget=200, config={})
+    assert compare_frameworks.ended_at_budget(recorded)
+    assert not compare_frameworks.ended_at_budget(dict(recorded, epoch_budget=300))
     compare_frameworks.main(argv + ["--set", "epochs=150"])  # not above the budget it had: nothing runs
     assert calls == []
     compare_frameworks.main(argv + ["--set", "epochs=300"])

@@ -113,6 +113,7 @@ def test_two_epoch_run_of_each_competitor_reports_metrics(toy, model):
     result = run_recbole_hyperllm(model, "toy", config_dict=dict(config, **CONTRACT))
     assert set(result["test_result"]) == {"recall@10", "recall@20", "ndcg@10", "ndcg@20"}
     assert result["epochs"] == 2 and result["sec_to_best"] > 0
+    assert result["epoch_budget"] == config["epochs"] == 2  # the budget the run had, recorded by the run
 
 
 @pytest.mark.parametrize("model,key,value", [

@@ -202,6 +202,45 @@ def test_rlmrec_con_term_matches_its_definition(toy):
     assert term.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_rlmrec_con_term_is_the_same_with_and_without_grouping_repeated_rows(toy, monkeypatch):
+    """On the CPU the batch's repeated users and items are grouped (``grouped``); on an accelerator they are
+    not: same value, same gradient of every parameter."""
+    from recbole_hyperllm.model.rlmrec import rlmrec
+
+    config, net, train, _ = build(toy, "RLMRecCon_HGCF", kd_weight=0.5)
+    batch = next(iter(train))
+    assert len(torch.unique(batch[net.USER_ID])) < len(batch)  # the toy batch repeats users
+    results = []
+    for group in (rlmrec.grouped, lambda ids: (ids, None)):
+        monkeypatch.setattr(rlmrec, "grouped", group)
+        net.zero_grad()
+        term = net.framework_losses(None, net.forward(), batch, None)["con"]
+        term.backward()
+        results.append((term.detach(), {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}))
+    (grouped_value, grouped_grads), (plain_value, plain_grads) = results
+    torch.testing.assert_close(grouped_value, plain_value)
+    assert set(grouped_grads) == set(plain_grads) and grouped_grads
+    for name in plain_grads:
+        torch.testing.assert_close(grouped_grads[name], plain_grads[name], msg=name)
+
+
+def test_grouped_cosine_infonce_equals_the_sum_over_repeated_rows(monkeypatch):
+    """Counts as row weights and log-count column offsets: value and gradients of the repeated-rows sum."""
+    from recbole_hyperllm.model.rlmrec import rlmrec
+
+    monkeypatch.setattr(rlmrec, "LSE_CHUNK", 2)  # several chunks, the last one partial
+    torch.manual_seed(4)
+    a, t, c = (torch.randn(n, 4, dtype=torch.float64, requires_grad=True) for n in (5, 5, 7))
+    anchor_ids, candidate_ids = torch.tensor([0, 2, 2, 4, 0, 0]), torch.tensor([1, 1, 3, 6, 6, 6, 0])
+    plain = rlmrec.cosine_infonce_reference(a[anchor_ids], t[anchor_ids], c[candidate_ids], 0.3)
+    (rows, row_counts), (columns, column_counts) = rlmrec.grouped(anchor_ids), rlmrec.grouped(candidate_ids)
+    assert row_counts.tolist() == [3, 2, 1] and column_counts.tolist() == [1, 2, 1, 3]
+    fused = rlmrec.cosine_infonce(a[rows], t[rows], c[columns], 0.3, row_counts, column_counts)
+    torch.testing.assert_close(fused, plain)
+    for mine, theirs in zip(torch.autograd.grad(fused, (a, t, c)), torch.autograd.grad(plain, (a, t, c))):
+        torch.testing.assert_close(mine, theirs)
+
+
 def test_rlmrec_gen_masks_real_nodes_with_the_token_and_scores_them(toy):
     config, net, train, _ = build(toy, "RLMRecGen_HGCF", mask_ratio=0.25, recon_weight=0.3)
     n = net.n_users + net.n_items

@@ -12,7 +12,8 @@ Written from the paper and a reading of its public code (github HKUDS/RLMRec,
   representation e and cosine similarity cos,
       L_con = sum_{x in batch} -log( exp(cos(e_x, f(s_x)) / t) / sum_{y in Y_x} exp(cos(e_x, f(s_y)) / t) )
   where Y_x is every (real) user for a user anchor, and the batch's positives (negatives) for a positive
-  (negative) anchor, duplicates included, as the reference's ``cal_infonce_loss`` calls. The term is
+  (negative) anchor, duplicates included, as the reference's ``cal_infonce_loss`` calls (on the CPU each
+  distinct row is computed once, weighted by its count: the same sum, ~40% fewer products). The term is
   ``kd_weight * L_con`` (divided by the batch size for a mean ranking loss).
 * **Gen** (generative alignment): ``NodeMask`` replaces max(1, int(N mask_ratio)) random user/item input
   rows by a learnable token (zero-initialised); the masked inputs are propagated (the ranking loss is
@@ -44,7 +45,7 @@ from torch import nn
 from recbole_hyperllm.errors import ConfigError, positive
 from recbole_hyperllm.model.framework.semantic import SemanticFramework
 
-__all__ = ["RLMRecCon", "RLMRecGen", "cosine_infonce", "masked_cosine_infonce", "bridge_mlp"]
+__all__ = ["RLMRecCon", "RLMRecGen", "cosine_infonce", "grouped", "masked_cosine_infonce", "bridge_mlp"]
 
 COSINE_EPS = 1e-8
 
@@ -63,21 +64,28 @@ def _unit(x):
 
 
 class _RowLogSumExp(torch.autograd.Function):
-    """sum_x log sum_y exp(<a_x, c_y> / tau) in row chunks, the gradient formed in the same pass:
-    with P = softmax_y(<a_x, c_y> / tau), d/da_x = sum_y P_xy c_y / tau and d/dc_y = sum_x P_xy a_x / tau.
+    """sum_x w_x log sum_y exp(<a_x, c_y> / tau + b_y) in row chunks, the gradient formed in the same pass:
+    with P = softmax_y(<a_x, c_y> / tau + b_y), d/da_x = w_x sum_y P_xy c_y / tau and
+    d/dc_y = sum_x w_x P_xy a_x / tau (row weights w and column offsets b are constants; None: 1 and 0).
     The (rows x candidates) matrix never exists whole and autograd keeps none of it for backward."""
 
     @staticmethod
-    def forward(ctx, a, c, tau, chunk):
+    def forward(ctx, a, c, tau, chunk, row_weights, column_offsets):
         total = a.new_zeros(())
         grad_a, grad_c = torch.empty_like(a), torch.zeros_like(c)
         for start in range(0, a.size(0), chunk):
             rows = a[start:start + chunk]
             logits = rows @ c.t()
             logits.div_(tau)
+            if column_offsets is not None:
+                logits.add_(column_offsets)
             lse = torch.logsumexp(logits, dim=1, keepdim=True)
-            total = total + lse.sum()
             probabilities = logits.sub_(lse).exp_().div_(tau)
+            if row_weights is not None:
+                weights = row_weights[start:start + chunk].unsqueeze(1)
+                lse = lse * weights
+                probabilities.mul_(weights)
+            total = total + lse.sum()
             grad_a[start:start + chunk] = probabilities @ c
             grad_c.addmm_(probabilities.t(), rows)
         ctx.save_for_backward(grad_a, grad_c)
@@ -86,23 +94,39 @@ class _RowLogSumExp(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_output):
         grad_a, grad_c = ctx.saved_tensors
-        return grad_a * grad_output, grad_c * grad_output, None, None
+        return grad_a * grad_output, grad_c * grad_output, None, None, None, None
 
 
 LSE_CHUNK = 1024  # rows per chunk (a 1024 x 4096 float32 block is 16 MB)
 
 
-def cosine_infonce(anchors, targets, candidates, temperature):
-    """sum_x [ -cos(a_x, t_x) / tau + log sum_y exp(cos(a_x, c_y) / tau) ] (RLMRec ``cal_infonce_loss``);
-    the log-sum-exp over all candidates is ``_RowLogSumExp`` (same value and gradient as autograd's)."""
+def cosine_infonce(anchors, targets, candidates, temperature, anchor_counts=None, candidate_counts=None):
+    """sum_x w_x [ -cos(a_x, t_x) / tau + log sum_y n_y exp(cos(a_x, c_y) / tau) ] (RLMRec ``cal_infonce_loss``
+    with w = n = 1); the log-sum-exp over all candidates is ``_RowLogSumExp`` (same value and gradient as
+    autograd's). Counts w_x / n_y stand for rows repeated w_x / n_y times (``grouped``): the same sum over
+    the repeated rows, computed once per distinct row."""
     a, t, c = _unit(anchors), _unit(targets), _unit(candidates)
-    return -(a * t).sum() / temperature + _RowLogSumExp.apply(a, c, float(temperature), LSE_CHUNK)
+    aligned = (a * t).sum(dim=-1)
+    weights = None if anchor_counts is None else anchor_counts.to(a.dtype)
+    offsets = None if candidate_counts is None else candidate_counts.to(c.dtype).log()
+    aligned = aligned.sum() if weights is None else (weights * aligned).sum()
+    return -aligned / temperature + _RowLogSumExp.apply(a, c, float(temperature), LSE_CHUNK, weights, offsets)
 
 
 def cosine_infonce_reference(anchors, targets, candidates, temperature):
-    """``cosine_infonce`` written plainly with autograd (the whole matrix at once); for tests."""
+    """``cosine_infonce`` written plainly with autograd (the whole matrix at once, rows repeated); for tests."""
     a, t, c = _unit(anchors), _unit(targets), _unit(candidates)
     return (-(a * t).sum(dim=-1) / temperature + torch.logsumexp(a @ c.t() / temperature, dim=-1)).sum()
+
+
+def grouped(ids):
+    """(distinct ids, how often each occurs) on the CPU, where a repeated anchor costs a full row of the
+    candidate product (a 4096-triple Beauty batch holds about 3100 distinct users, 2400 distinct positive
+    and 3000 distinct negative items); elsewhere (ids, None): ``torch.unique`` would wait on the host every
+    step, for products an accelerator does fast."""
+    if ids.device.type != "cpu":
+        return ids, None
+    return torch.unique(ids, return_counts=True)
 
 
 def masked_cosine_infonce(x, y, temperature):
@@ -138,14 +162,15 @@ class RLMRecCon(_Alignment):
         self.mlp = bridge_mlp(self.semantic_dim, config["embedding_size"])
 
     def framework_losses(self, inputs, out, interaction, context):
-        users = interaction[self.USER_ID]
-        pos, neg = interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]
-        profile_users = self.mlp(self.user_semantic)
-        profile_pos, profile_neg = self.mlp(self.item_semantic[pos]), self.mlp(self.item_semantic[neg])
         rep = self.representation(out)
-        loss = (cosine_infonce(rep[users], profile_users[users], profile_users[1:], self.kd_temperature)
-                + cosine_infonce(rep[self.n_users + pos], profile_pos, profile_pos, self.kd_temperature)
-                + cosine_infonce(rep[self.n_users + neg], profile_neg, profile_neg, self.kd_temperature))
+        profile_users = self.mlp(self.user_semantic)
+        users, user_counts = grouped(interaction[self.USER_ID])
+        loss = cosine_infonce(rep[users], profile_users[users], profile_users[1:], self.kd_temperature, user_counts)
+        for items in (interaction[self.ITEM_ID], interaction[self.NEG_ITEM_ID]):
+            items, counts = grouped(items)  # the batch's items are both the anchors and the candidates
+            profile = self.mlp(self.item_semantic[items])
+            loss = loss + cosine_infonce(rep[self.n_users + items], profile, profile, self.kd_temperature,
+                                         counts, counts)
         return {"con": self.kd_weight * loss * self.batch_scale(interaction) / len(interaction)}
 
 

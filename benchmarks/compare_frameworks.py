@@ -32,6 +32,7 @@ and the cell is the one with the best validation score (``valid_metric``); the t
 table says which value each cell took.
 """
 import argparse
+import collections
 import itertools
 import json
 import os
@@ -313,6 +314,33 @@ def mean_std(values):
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+def own_settings(results):
+    """{cell: the settings its run was given that differ from the usual value among the cells of its seed} (such
+    as one cell's ``--set max_norm=0`` or an ``--extend``ed budget), so the table says which cells differ and how.
+    Usual: the most common value of a key among the seed's cells (a key a cell does not set counts as unset). A
+    ``--choose`` cell's chosen key is left to its own line, the seed to the cell's name."""
+    cells = {key: (e.get("config", {}).get("seed"), training_settings(e.get("config", {}), leave_out=("seed",)))
+             for key, e in results.items() if "[" not in key}
+
+    def written(value):
+        return json.dumps(value, sort_keys=True, default=str)
+
+    usual = {}
+    for seed in {seed for seed, _ in cells.values()}:
+        group = [settings for s, settings in cells.values() if s == seed]
+        for name in set().union(*group):
+            counts = collections.Counter(written(settings.get(name, UNSET)) for settings in group)
+            usual[seed, name] = max(sorted(counts), key=counts.get)  # ties: the first in sorted order
+    own = {}
+    for key, (seed, settings) in cells.items():
+        chosen = results[key].get("chosen", "").partition("=")[0]
+        own[key] = {k: v for k, v in settings.items() if written(v) != usual[seed, k] and k != chosen}
+    return own
+
+
+UNSET = "<not set>"
+
+
 def provenance(results):
     """The commands, commits, dates and machines of the runs in a table."""
     stamps = [e.get("run") for e in results.values() if e.get("run")]
@@ -328,6 +356,8 @@ def provenance(results):
               for key, e in sorted(results.items()) if e.get("merged_from")]
     lines += [f"{key}: the cell {e['reused_from']} as it was trained with the default setting (`--choose`)"
               for key, e in sorted(results.items()) if e.get("reused_from")]
+    lines += [f"{key}: trained with " + ", ".join(f"{k}={v}" for k, v in sorted(own.items())) + " (other cells of its seed: not)"
+              for key, own in sorted(own_settings(results).items()) if own]
     summed = "*"  # a score summed from the run's recorded validation metrics (validation_score)
     was_summed = {k for e in results.values() if e.get("chosen") for k in e["chosen_among"]
                   if (results.get(k) or {}).get("best_valid_score") is None}

@@ -270,6 +270,26 @@ def test_the_table_marks_a_choice_made_with_a_summed_validation_score():
     assert "* the sum of that run's recorded best-epoch validation metrics" in text
 
 
+def test_the_table_names_the_settings_a_cell_was_given_that_others_were_not():
+    from compare_frameworks import provenance
+
+    common = {"seed": 1, "learning_rate": 0.005, "show_progress": False}
+    results = {"HRCF@1": dict(entry(0.3), config=dict(common)), "HICF@1": dict(entry(0.3), config=dict(common)),
+               "HRCF@2": dict(entry(0.3), config=dict(common, seed=2, epochs=1000)),  # another seed's usual
+               "HGCH@1": dict(entry(0.3), config=dict(common, epochs=1000, checkpoint_dir="/w/HGCH_1")),
+               "HGCF@1": dict(entry(0.3), config=dict(common, checkpoint_dir="/w/HGCF_1")),
+               "HyperLLM_HGCH@1": dict(entry(0.3), config=dict(common, max_norm=0, epochs=1000)),
+               "RLMRecCon_HGCF@1": dict(entry(0.3), chosen="kd_weight=0.001",
+                                        chosen_among={"RLMRecCon_HGCF[kd_weight=0.001]@1": 1.0},
+                                        config=dict(common, kd_weight=0.001)),
+               "RLMRecCon_HGCF[kd_weight=0.001]@1": dict(entry(0.3), config=dict(common, kd_weight=0.001))}
+    lines = provenance(results).split("  \n")
+    assert "HGCH@1: trained with epochs=1000 (other cells of its seed: not)" in lines
+    assert "HyperLLM_HGCH@1: trained with epochs=1000, max_norm=0 (other cells of its seed: not)" in lines
+    assert not any(line.startswith(("HGCF@1", "HRCF", "HICF", "RLMRecCon_HGCF")) and "trained with" in line
+                   for line in lines)  # the usual settings; a --choose cell's chosen key (its own line says it)
+
+
 def test_merge_takes_a_cell_that_continues_the_kept_run_and_keeps_any_other(tmp_path):
     import json
 

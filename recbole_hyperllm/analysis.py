@@ -26,8 +26,11 @@ drawn) into ``--out`` and prints both paths.
   diverged is shown as diverged (the paper's NaN), not dropped.
 """
 import argparse
+import datetime
 import json
 import os
+import platform
+import subprocess
 import sys
 
 import numpy as np
@@ -320,6 +323,19 @@ def default_labels(kind, paths):
     return labels
 
 
+def drawn_stamp():
+    """When, where and from which code a figure was drawn: UTC date, machine, and the commit of the checkout this
+    package sits in ("unknown" outside one)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return {"date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", "commit": commit,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
+
+
 def run(kind, paths, out, labels=None, command=None, **options):
     """Compute ``kind`` over ``paths``, write ``<out>/<kind>.json`` and ``<out>/<kind>.png``; returns both paths."""
     if kind not in KINDS:
@@ -337,7 +353,7 @@ def run(kind, paths, out, labels=None, command=None, **options):
     with open(json_path, "w", encoding="utf-8") as handle:
         if command is None and sys.argv and sys.argv[0].endswith("analysis.py"):
             command = " ".join(["python -m recbole_hyperllm.analysis", *sys.argv[1:]])
-        json.dump({**data, "command": command}, handle, indent=1)
+        json.dump({**data, "command": command, "drawn": drawn_stamp()}, handle, indent=1)
     try:
         import matplotlib
         matplotlib.use("Agg")

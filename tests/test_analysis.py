@@ -112,7 +112,10 @@ def test_the_command_line_draws_groups_in_a_fresh_process(runs, tmp_path):
                            full["checkpoint"], "--out", str(tmp_path), "--labels", "HGCF,HyperLLM"],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.startswith("wrote ") and json.load(open(tmp_path / "groups.json"))["labels"] == ["HGCF", "HyperLLM"]
+    written = json.load(open(tmp_path / "groups.json"))
+    assert done.stdout.startswith("wrote ") and written["labels"] == ["HGCF", "HyperLLM"]
+    assert written["command"].startswith("python -m recbole_hyperllm.analysis groups ")
+    assert written["drawn"]["date"].endswith(" UTC") and written["drawn"]["commit"] and written["drawn"]["machine"]
 
 
 def test_beauty_figures_with_tag_summaries_run_this_projects_phase_1_for_hyperllm_only(tmp_path, capsys):

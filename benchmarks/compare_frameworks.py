@@ -314,6 +314,9 @@ def mean_std(values):
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+UNSET = "<not set>"  # a key a cell's run was not given
+
+
 def own_settings(results):
     """{cell: the settings its run was given that differ from the usual value among the cells of its seed} (such
     as one cell's ``--set max_norm=0`` or an ``--extend``ed budget), so the table says which cells differ and how.
@@ -338,9 +341,6 @@ def own_settings(results):
     return own
 
 
-UNSET = "<not set>"
-
-
 def provenance(results):
     """The commands, commits, dates and machines of the runs in a table."""
     stamps = [e.get("run") for e in results.values() if e.get("run")]
@@ -356,8 +356,8 @@ def provenance(results):
               for key, e in sorted(results.items()) if e.get("merged_from")]
     lines += [f"{key}: the cell {e['reused_from']} as it was trained with the default setting (`--choose`)"
               for key, e in sorted(results.items()) if e.get("reused_from")]
-    lines += [f"{key}: trained with " + ", ".join(f"{k}={v}" for k, v in sorted(own.items())) + " (other cells of its seed: not)"
-              for key, own in sorted(own_settings(results).items()) if own]
+    lines += [f"{key}: trained with " + ", ".join(f"{k}={v}" for k, v in sorted(own.items()))
+              + " (other cells of its seed: not)" for key, own in sorted(own_settings(results).items()) if own]
     summed = "*"  # a score summed from the run's recorded validation metrics (validation_score)
     was_summed = {k for e in results.values() if e.get("chosen") for k in e["chosen_among"]
                   if (results.get(k) or {}).get("best_valid_score") is None}

@@ -26,13 +26,13 @@ import platform
 import queue
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from recbole_hyperllm.provenance import code_commit  # noqa: E402  (the benchmarks' run stamps and their tests use it here)
 
 DATASET = "Amazon_Beauty"
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
@@ -230,19 +230,6 @@ def model_defaults(model):
 def reads_key(model, key):
     """Whether one of ``model``'s YAML defaults in this plugin lists ``key``."""
     return key in model_defaults(model)
-
-
-def code_commit():
-    """The commit the tracked code is at now (marked when it differs from it). Taken when a run starts: a
-    commit made while it trains is not the code it loaded."""
-    if os.environ.get("RECBOLE_HYPERLLM_COMMIT"):  # a copy of the tree elsewhere (the GPU machine): its commit as given
-        return os.environ["RECBOLE_HYPERLLM_COMMIT"] + " (given by RECBOLE_HYPERLLM_COMMIT)"
-    if not (ROOT / ".git").exists():
-        return "unknown (no .git)"
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
-                           cwd=ROOT, capture_output=True, text=True).stdout.strip()  # the results are this run's output
-    return commit + (" (uncommitted changes)" if dirty else "")
 
 
 def run_stamp(script, args_line, commit=None):

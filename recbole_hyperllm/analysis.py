@@ -30,12 +30,12 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 
 import numpy as np
 
 from recbole_hyperllm.errors import ConfigError
+from recbole_hyperllm.provenance import code_commit
 
 KINDS = ("groups", "convergence", "dendrogram", "ablation")
 N_GROUPS = 5
@@ -324,15 +324,8 @@ def default_labels(kind, paths):
 
 
 def drawn_stamp():
-    """When, where and from which code a figure was drawn: UTC date, machine, and the commit of the checkout this
-    package sits in ("unknown" outside one)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
-    return {"date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", "commit": commit,
+    """When, where and from which code a figure was drawn: UTC date, machine, and ``provenance.code_commit()``."""
+    return {"date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", "commit": code_commit(),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
 
 

@@ -325,7 +325,9 @@ def own_settings(results):
     cells = {key: (e.get("config", {}).get("seed"), training_settings(e.get("config", {}), leave_out=("seed",)))
              for key, e in results.items() if "[" not in key}
 
-    def written(value):
+    def written(value):  # a number by its value: a YAML's 1 and a --set 1.0 are one setting
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = float(value)
         return json.dumps(value, sort_keys=True, default=str)
 
     usual = {}

@@ -273,8 +273,10 @@ def test_the_table_marks_a_choice_made_with_a_summed_validation_score():
 def test_the_table_names_the_settings_a_cell_was_given_that_others_were_not():
     from compare_frameworks import provenance
 
-    common = {"seed": 1, "learning_rate": 0.005, "show_progress": False}
+    common = {"seed": 1, "learning_rate": 0.005, "show_progress": False, "require_pow": False, "max_norm": 1}
     results = {"HRCF@1": dict(entry(0.3), config=dict(common)), "HICF@1": dict(entry(0.3), config=dict(common)),
+               "HyperCL@1": dict(entry(0.3), config=dict(common, max_norm=1.0)),  # 1.0 is the usual 1
+               "HGCF_x@1": dict(entry(0.3), config=dict(common, require_pow=0.0)),  # not the bool False
                "HRCF@2": dict(entry(0.3), config=dict(common, seed=2, epochs=1000)),  # another seed's usual
                "HGCH@1": dict(entry(0.3), config=dict(common, epochs=1000, checkpoint_dir="/w/HGCH_1")),
                "HGCF@1": dict(entry(0.3), config=dict(common, checkpoint_dir="/w/HGCF_1")),
@@ -286,7 +288,8 @@ def test_the_table_names_the_settings_a_cell_was_given_that_others_were_not():
     lines = provenance(results).split("  \n")
     assert "HGCH@1: trained with epochs=1000 (other cells of its seed: not)" in lines
     assert "HyperLLM_HGCH@1: trained with epochs=1000, max_norm=0 (other cells of its seed: not)" in lines
-    assert not any(line.startswith(("HGCF@1", "HRCF", "HICF", "RLMRecCon_HGCF")) and "trained with" in line
+    assert "HGCF_x@1: trained with require_pow=0.0 (other cells of its seed: not)" in lines
+    assert not any(line.startswith(("HGCF@1", "HRCF", "HICF", "HyperCL", "RLMRecCon_HGCF")) and "trained with" in line
                    for line in lines)  # the usual settings; a --choose cell's chosen key (its own line says it)
 
 

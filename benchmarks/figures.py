@@ -21,7 +21,9 @@ Structural (variant Semantic), w/o CL, and Base (HGCF); Figure 3 (convergence): 
 HGCF; Figure 4 (groups): HGCF vs HyperLLM_HGCF (``--backbone`` puts another backbone in HGCF's place in
 Figures 2-4); Figure 5 (dendrogram): HRCF vs HyperLLM_HRCF. Every run is
 its own process. ``--out`` gets the four PNG/JSON pairs and ``runs.json`` (each run's record path, metrics,
-command, commit, date and machine).
+command, commit, date and machine). ``--reuse NAME=RECORD`` takes a run another command already trained (a
+``compare_frameworks.py`` cell, say) in place of NAME, after checking it trained the same configuration on the
+same input files.
 """
 import argparse
 import json
@@ -92,6 +94,49 @@ def _run(model, config, files, results, dataset):
     except DivergenceError as error:
         records = sorted(Path(config["checkpoint_dir"]).glob(f"{model}-*-result.json"), key=os.path.getmtime)
         results.put({"diverged": str(error), "record": str(records[-1]) if records else None})
+
+
+def reuse_run(name, record, dataset, workdir, extra, files=None, own_phase1=False, backbone="HGCF"):
+    """Run ``name``'s entry from a run another command already trained (its ``-result.json`` record, e.g. a
+    cell of ``compare_frameworks.py``), so the same training is not repeated. Only when that run trained what
+    figures.py would train now: the same model, every key of the final configuration equal except the ones
+    that only place files (``PLACE_KEYS``), and byte-identical input files in the two dataset folders.
+    Raises SystemExit naming the first difference."""
+    import hashlib
+
+    import torch
+    from compare_frameworks import PLACE_KEYS
+    from dataset_tools.default_data import prepare_inputs
+    from recbole_hyperllm.quick_start import create_config
+
+    if not os.path.isfile(record):
+        raise SystemExit(f"--reuse {name}={record}: no such record (a run's <checkpoint>-result.json)")
+    kept = json.loads(Path(record).read_text())
+    model, settings = run_settings(name, own_phase1, backbone)
+    if kept.get("settings", {}).get("model") != model or not kept.get("test_result"):
+        raise SystemExit(f"--reuse {name}={record}: a finished {model} run is needed, the record is of "
+                         f"{kept.get('settings', {}).get('model')} ({'finished' if kept.get('test_result') else 'unfinished'})")
+    overrides = dict(extra, **settings, data_path=workdir, show_progress=False)
+    overrides = prepare_inputs(model, dataset, files(model) if files else None, overrides)
+    would = create_config(model, dataset, files(model) if files else None, overrides).final_config_dict
+    trained = torch.load(kept["checkpoint"], map_location="cpu", weights_only=False)["config"].final_config_dict
+    differ = [k for k in sorted(set(would) | set(trained), key=str) if k not in PLACE_KEYS
+              and json.dumps(would.get(k), default=str) != json.dumps(trained.get(k), default=str)]
+    if differ:
+        raise SystemExit(f"--reuse {name}={record}: that run trained with other settings than figures.py gives "
+                         f"{name} now: " + ", ".join(f"{k}={trained.get(k)!r} (now {would.get(k)!r})" for k in differ[:5]))
+
+    def digests(folder):
+        return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(Path(folder).iterdir())
+                if f.is_file()} if os.path.isdir(folder) else None
+    ours, theirs = (digests(c["data_path"]) for c in (would, trained))  # RecBole's data_path: <data_path>/<dataset>
+    if theirs is None or ours != theirs:
+        changed = sorted(set(ours or {}) ^ set(theirs or {}) | {k for k in set(ours or {}) & set(theirs or {})
+                                                                if ours[k] != theirs[k]})
+        raise SystemExit(f"--reuse {name}={record}: its inputs ({trained['data_path']}) are "
+                         + ("gone" if theirs is None else f"not the ones here (differ: {', '.join(changed[:5])})"))
+    return {"model": model, "settings": settings, "record": record, "test_result": kept["test_result"],
+            "best_epoch": kept.get("best_epoch"), "epochs": kept.get("epochs"), "reused_record": record}
 
 
 def keep_record(record, out, name):
@@ -291,6 +336,10 @@ def main(argv=None):
     parser.add_argument("--draw-unfinished", action="store_true",
                         help="convergence: draw a run that has no record yet from its progress file (labelled "
                              "unfinished, with its epochs so far) instead of leaving the figure undrawn")
+    parser.add_argument("--reuse", action="append", default=[], metavar="NAME=RECORD",
+                        help="take run NAME from a finished run another command trained (its -result.json, e.g. a "
+                             "compare_frameworks.py cell) instead of training it, once its configuration and input "
+                             "files are checked equal to what NAME would train with here")
     parser.add_argument("--backbone", default="HGCF", help="the backbone of Figures 2-4 (Figure 5: HRCF)")
     parser.add_argument("--semantic", default="released", choices=["released", "tag-summaries"],
                         help="beauty: the semantic side (see the module docstring)")
@@ -325,7 +374,15 @@ def main(argv=None):
     if set(only) - set(names):
         raise SystemExit(f"--only {sorted(set(only) - set(names))[0]!r} is not a run of --figures {args.figures}; "
                          f"choose from {names}")
-    for name in [] if args.no_train else only:
+    reuse = dict(r.partition("=")[::2] for r in args.reuse)
+    if set(reuse) - set(names):
+        raise SystemExit(f"--reuse {sorted(set(reuse) - set(names))[0]!r} is not a run of --figures {args.figures}; "
+                         f"choose from {names}")
+    for name, record in reuse.items():
+        entry = {**reuse_run(name, record, dataset, workdir, extra, files, own_phase1, args.backbone), **stamp(argv)}
+        update_runs(runs_file, name, dict(entry, kept_record=keep_record(record, args.out, name)))
+        print(f"{name}: reused {record}", flush=True)
+    for name in [] if args.no_train else [n for n in only if n not in reuse]:
         runs = read_runs(runs_file)  # another figures.py (--only other runs) may have added its runs
         extend = args.extend and name in runs and ran_out_of_epochs(runs[name], extra)
         if name in runs and not extend and (runs[name].get("record") and os.path.isfile(runs[name]["record"])

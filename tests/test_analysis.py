@@ -280,3 +280,34 @@ def test_figures_draw_unfinished_convergence_runs_from_their_progress_files(runs
     drawn = json.loads((out / "convergence.json").read_text())["runs"]
     assert [r["label"] for r in drawn] == ["Base", "w/o Meta (unfinished, 3 epochs)", "HyperLLM"]
     assert (out / "records" / "w_o_Meta-unfinished.json").is_file() and (out / "convergence.png").stat().st_size > 0
+
+
+def test_figures_reuses_a_run_only_when_it_trained_what_figures_would_train(runs, tmp_path):
+    """--reuse NAME=RECORD: a finished run of another command stands for NAME when its final configuration
+    (but the keys that only place files) and its input files equal what figures.py would train NAME with."""
+    import shutil
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import figures
+    from conftest import FAST
+
+    root, base, _, _ = runs
+    same = dict(FAST, epochs=3, eval_step=1)
+    entry = figures.reuse_run("Base", base["record"], "toy", str(root), same)
+    assert entry["model"] == "HGCF" and entry["test_result"] == base["test_result"]
+    assert entry["reused_record"] == base["record"] and entry["best_epoch"] == base["best_epoch"]
+    with pytest.raises(SystemExit, match=r"other settings than figures.py gives Base now: epochs=3 \(now 4\)"):
+        figures.reuse_run("Base", base["record"], "toy", str(root), dict(same, epochs=4))
+    with pytest.raises(SystemExit, match="a finished HyperLLM_HGCF run is needed, the record is of HGCF"):
+        figures.reuse_run("HyperLLM", base["record"], "toy", str(root), same)
+    other = tmp_path / "data"
+    shutil.copytree(root / "toy", other / "toy")
+    inter = other / "toy" / "toy.inter"
+    assert figures.reuse_run("Base", base["record"], "toy", str(other), same)["model"] == "HGCF"  # same bytes
+    lines = inter.read_text().splitlines(keepends=True)
+    inter.write_text("".join(lines[:-1]))  # one interaction fewer
+    with pytest.raises(SystemExit, match=r"are not the ones here \(differ: toy.inter\)"):
+        figures.reuse_run("Base", base["record"], "toy", str(other), same)
+    with pytest.raises(SystemExit, match="--reuse 'HRCF' is not a run of --figures convergence"):
+        figures.main(["--dataset", "ml-100k", "--figures", "convergence", "--out", str(tmp_path / "out"),
+                      "--workdir", str(tmp_path / "work"), "--reuse", f"HRCF={base['record']}"])

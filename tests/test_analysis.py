@@ -144,7 +144,14 @@ def test_paper_check_says_agrees_only_when_the_numbers_do(tmp_path):
     (tmp_path / "groups.json").write_text(json.dumps({"models": [{"label": "HGCF", "groups": []},
                                                                {"label": "HyperLLM_HGCF", "groups": groups}]}))
     text = "\n".join(figures.paper_check(tmp_path))
-    assert "converges in far fewer epochs): agrees; first epoch at 95% of the run's best validation R@20: HyperLLM 1, Base 4" in text
+    assert "converges in far fewer epochs): agrees by the first epoch at 95% of the run's own best validation R@20: HyperLLM 1, Base 4" in text
+    assert "; agrees by the first epoch at validation R@20 0.4000 (the lowest best among the runs, a level each reaches): Base 4, HyperLLM 2" in text
+    # a run that stops early at a low best is 'near its best' soon; the common level still ranks HyperLLM first
+    runs.append({"label": "w/o Meta", "epochs": [1, 2, 3, 4], "recall@20": [0.2, 0.21, 0.2, 0.2]})
+    (tmp_path / "convergence.json").write_text(json.dumps({"runs": runs}))
+    text = "\n".join(figures.paper_check(tmp_path))
+    assert "epochs): does not hold by the first epoch at 95% of the run's own best validation R@20: HyperLLM 1, Base 4, w/o Meta 1" in text
+    assert "; agrees by the first epoch at validation R@20 0.2100 (the lowest best among the runs, a level each reaches): Base 3, HyperLLM 1, w/o Meta 2" in text
     assert "most the sparse ones): does not hold" in text
     groups[3]["improvement_%"]["recall@20"] = 1.0
     (tmp_path / "groups.json").write_text(json.dumps({"models": [{"label": "HGCF", "groups": []},

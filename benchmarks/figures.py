@@ -434,6 +434,8 @@ def main(argv=None):
     line = (f"Command: `{now['command']}`; runs {dates[0]} to {dates[-1]} at commits "
             f"{', '.join(sorted({r['commit'] for r in runs.values() if 'commit' in r}))}; figures drawn at {now['commit']}, "
             f"{now['date']}; machine {now['machine']}")
+    line += "".join(f"; {n} reused from `{r['reused_record']}` (trained by another command, checked equal)"
+                    for n, r in runs.items() if r.get("reused_record"))
     print("summary", summary(args.out, line))
     return 0
 

@@ -289,7 +289,7 @@ def test_figures_draw_unfinished_convergence_runs_from_their_progress_files(runs
     assert (out / "records" / "w_o_Meta-unfinished.json").is_file() and (out / "convergence.png").stat().st_size > 0
 
 
-def test_figures_reuses_a_run_only_when_it_trained_what_figures_would_train(runs, tmp_path):
+def test_figures_reuses_a_run_only_when_it_trained_what_figures_would_train(runs, tmp_path, monkeypatch):
     """--reuse NAME=RECORD: a finished run of another command stands for NAME when its final configuration
     (but the keys that only place files) and its input files equal what figures.py would train NAME with."""
     import shutil
@@ -298,7 +298,7 @@ def test_figures_reuses_a_run_only_when_it_trained_what_figures_would_train(runs
     import figures
     from conftest import FAST
 
-    root, base, _, _ = runs
+    root, base, full, _ = runs
     same = dict(FAST, epochs=3, eval_step=1)
     entry = figures.reuse_run("Base", base["record"], "toy", str(root), same)
     assert entry["model"] == "HGCF" and entry["test_result"] == base["test_result"]
@@ -318,3 +318,14 @@ def test_figures_reuses_a_run_only_when_it_trained_what_figures_would_train(runs
     with pytest.raises(SystemExit, match="--reuse 'HRCF' is not a run of --figures convergence"):
         figures.main(["--dataset", "ml-100k", "--figures", "convergence", "--out", str(tmp_path / "out"),
                       "--workdir", str(tmp_path / "work"), "--reuse", f"HRCF={base['record']}"])
+    trained = []
+    monkeypatch.setattr(figures, "reuse_run", lambda name, record, *args: {
+        "model": "HyperLLM_HGCF", "settings": {}, "record": record, "test_result": {}, "reused_record": record})
+    monkeypatch.setattr(figures, "train", lambda name, *args: trained.append(name) or {
+        "model": "HGCF", "settings": {}, "record": base["record"]})
+    out = tmp_path / "out"
+    assert figures.main(["--dataset", "ml-100k", "--figures", "convergence", "--out", str(out), "--workdir",
+                         str(tmp_path / "work"), "--reuse", f"HyperLLM={full['record']}"]) == 0
+    assert trained == ["Base", "w/o Meta"]  # HyperLLM is not trained again
+    assert figures.read_runs(out / "runs.json")["HyperLLM"]["reused_record"] == full["record"]
+    assert f"HyperLLM reused from `{full['record']}`" in (out / "summary.md").read_text().splitlines()[0]

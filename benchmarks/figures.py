@@ -102,10 +102,9 @@ def reuse_run(name, record, dataset, workdir, extra, files=None, own_phase1=Fals
     figures.py would train now: the same model, every key of the final configuration equal except the ones
     that only place files (``PLACE_KEYS``), and byte-identical input files in the two dataset folders.
     Raises SystemExit naming the first difference."""
-    import hashlib
-
     import torch
     from compare_frameworks import PLACE_KEYS
+    from dataset_tools.common import file_fingerprint
     from dataset_tools.default_data import prepare_inputs
     from recbole_hyperllm.quick_start import create_config
 
@@ -116,9 +115,9 @@ def reuse_run(name, record, dataset, workdir, extra, files=None, own_phase1=Fals
     if kept.get("settings", {}).get("model") != model or not kept.get("test_result"):
         raise SystemExit(f"--reuse {name}={record}: a finished {model} run is needed, the record is of "
                          f"{kept.get('settings', {}).get('model')} ({'finished' if kept.get('test_result') else 'unfinished'})")
-    overrides = dict(extra, **settings, data_path=workdir, show_progress=False)
-    overrides = prepare_inputs(model, dataset, files(model) if files else None, overrides)
-    would = create_config(model, dataset, files(model) if files else None, overrides).final_config_dict
+    config_files = files(model) if files else None
+    overrides = prepare_inputs(model, dataset, config_files, dict(extra, **settings, data_path=workdir, show_progress=False))
+    would = create_config(model, dataset, config_files, overrides).final_config_dict
     trained = torch.load(kept["checkpoint"], map_location="cpu", weights_only=False)["config"].final_config_dict
     differ = [k for k in sorted(set(would) | set(trained), key=str) if k not in PLACE_KEYS
               and json.dumps(would.get(k), default=str) != json.dumps(trained.get(k), default=str)]
@@ -127,7 +126,7 @@ def reuse_run(name, record, dataset, workdir, extra, files=None, own_phase1=Fals
                          f"{name} now: " + ", ".join(f"{k}={trained.get(k)!r} (now {would.get(k)!r})" for k in differ[:5]))
 
     def digests(folder):
-        return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(Path(folder).iterdir())
+        return {f.name: file_fingerprint(f) for f in sorted(Path(folder).iterdir())
                 if f.is_file()} if os.path.isdir(folder) else None
     ours, theirs = (digests(c["data_path"]) for c in (would, trained))  # RecBole's data_path: <data_path>/<dataset>
     if theirs is None or ours != theirs:

@@ -18,11 +18,9 @@ config used, then prints a table beside the paper's numbers.
 If the release is absent it says so and exits 0 (nothing to reproduce).
 """
 import argparse
-import datetime
 import json
 import multiprocessing
 import os
-import platform
 import queue
 import signal
 import statistics
@@ -32,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from recbole_hyperllm.provenance import code_commit  # noqa: E402  (the benchmarks' run stamps and their tests use it here)
+from recbole_hyperllm.provenance import code_commit, machine, utc_date  # noqa: E402  (the benchmarks' run stamps and their tests use it here)
 
 DATASET = "Amazon_Beauty"
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
@@ -241,9 +239,8 @@ def run_stamp(script, args_line, commit=None):
     commit = commit or code_commit()
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return {"command": f"python benchmarks/{script} {args_line}".rstrip(), "commit": commit,
-            "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs{gpu}, {platform.system()}, torch {torch.__version__}, "
-                       f"{torch.get_num_threads()} torch threads"}  # OMP_NUM_THREADS, which the run's process inherits
+            "date": utc_date(),
+            "machine": f"{machine(gpu)}, torch {torch.__version__}, {torch.get_num_threads()} torch threads"}  # OMP_NUM_THREADS, which the run's process inherits
 
 
 def summarise(name, model, config_dict, result):

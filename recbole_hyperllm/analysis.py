@@ -26,16 +26,14 @@ drawn) into ``--out`` and prints both paths.
   diverged is shown as diverged (the paper's NaN), not dropped.
 """
 import argparse
-import datetime
 import json
 import os
-import platform
 import sys
 
 import numpy as np
 
 from recbole_hyperllm.errors import ConfigError
-from recbole_hyperllm.provenance import code_commit
+from recbole_hyperllm.provenance import code_commit, machine, utc_date
 
 KINDS = ("groups", "convergence", "dendrogram", "ablation")
 N_GROUPS = 5
@@ -325,8 +323,7 @@ def default_labels(kind, paths):
 
 def drawn_stamp():
     """When, where and from which code a figure was drawn: UTC date, machine, and ``provenance.code_commit()``."""
-    return {"date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", "commit": code_commit(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}"}
+    return {"date": utc_date(), "commit": code_commit(), "machine": machine()}
 
 
 def run(kind, paths, out, labels=None, command=None, **options):

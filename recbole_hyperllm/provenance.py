@@ -1,6 +1,8 @@
-"""Which code produced a result: the commit of the checkout this package sits in, for the benchmarks' run
-stamps and the analysis figures' ``drawn`` field."""
+"""Which code produced a result, when and where: the commit of the checkout this package sits in, the UTC date
+and the machine, for the benchmarks' run stamps and the analysis figures' ``drawn`` field."""
+import datetime
 import os
+import platform
 import subprocess
 from pathlib import Path
 
@@ -18,3 +20,13 @@ def code_commit():
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
                            cwd=ROOT, capture_output=True, text=True).stdout.strip()  # the results are this run's output
     return commit + (" (uncommitted changes)" if dirty else "")
+
+
+def utc_date():
+    """Now, as the stamps write it: ``YYYY-MM-DD HH:MM UTC``."""
+    return f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+
+
+def machine(gpu=""):
+    """Architecture, CPU count (then ``gpu``, e.g. ``", NVIDIA H100"``) and operating system."""
+    return f"{platform.machine()}, {os.cpu_count()} CPUs{gpu}, {platform.system()}"
